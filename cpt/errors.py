@@ -1,0 +1,16 @@
+"""The one exception type for bad input.
+
+Anything a user can fix (a config value, a missing file, an unreachable hub) raises
+`UserError` with a single line that names the key or file and what is allowed. The entry
+points print that line alone and exit with status 2; every other exception is a bug and
+keeps its traceback.
+"""
+
+
+class UserError(Exception):
+    """Bad input: the message is one line, naming the key/file and what is allowed."""
+
+    exit_code = 2
+
+    def __init__(self, message: str):
+        super().__init__(" ".join(str(message).split()))  # always one line
