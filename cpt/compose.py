@@ -1,0 +1,28 @@
+"""Compose the run config outside `run.py` (for `cpt <command> <overrides>` and tests).
+
+cpt is used from a clone (editable install): conf/ lives beside the package.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+CONF_DIR = Path(__file__).resolve().parents[1] / "conf"
+
+
+def compose(overrides: list[str], return_hydra_config: bool = True):
+    """The DictConfig `python run.py <overrides>` would see (unknown group options: one line)."""
+    from hydra import compose as hydra_compose, initialize_config_dir
+
+    from cpt.config import check_group_choices
+
+    check_group_choices(list(overrides), CONF_DIR)
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+        return hydra_compose("config", overrides=list(overrides), return_hydra_config=return_hydra_config)
+
+
+def compose_run_config(overrides: list[str]):
+    """Composed and validated: a RunConfig."""
+    from cpt.config import parse
+
+    return parse(compose(overrides))

@@ -1,0 +1,253 @@
+"""The typed, documented schema of a run, and its validation.
+
+Hydra composes the YAML in conf/; `parse(cfg)` turns the composed DictConfig into these
+dataclasses and checks every range before any work starts. Each problem is one `UserError`
+line naming the key and what is allowed. Cross-field checks live in `__post_init__`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from cpt.errors import UserError
+from cpt.model import ModelSpec
+
+GROUPS = ("model", "shift", "schedule", "recipe", "trainer", "tracking")
+SCHEDULES = ("cosine",)
+RECIPES = ("cpt",)
+
+
+def _check(ok: bool, key: str, value: Any, allowed: str) -> None:
+    if not ok:
+        raise UserError(f"{key}={value}: allowed {allowed}")
+
+
+@dataclass
+class LR:
+    max: float = 3e-4  # η_max, the peak LR of the stage
+    min_ratio: float = 0.1  # η_min = min_ratio · η_max, the end of the decay
+
+    def check(self, prefix: str) -> None:
+        _check(self.max > 0, f"{prefix}lr.max", self.max, "a learning rate > 0")
+        _check(0 <= self.min_ratio <= 1, f"{prefix}lr.min_ratio", self.min_ratio, "0 <= lr.min_ratio <= 1")
+
+
+@dataclass
+class Pretrain:
+    """Stage 0's recipe (the upstream pre-training)."""
+
+    warmup: float = 0.01  # fraction of stage 0's steps
+    lr: LR = field(default_factory=LR)
+    schedule: str = "cosine"  # a conf/schedule option name
+
+
+@dataclass
+class Schedule:
+    """LR shape of continual stages (conf/schedule/<name>.yaml)."""
+
+    name: str = "cosine"
+
+
+@dataclass
+class Recipe:
+    name: str = "cpt"  # cpt | union | scratch | upstream-only
+
+
+@dataclass
+class DatasetSpec:
+    """One dataset of the chain."""
+
+    name: str  # appears in metric keys: val/<name>/loss
+    source: dict  # {type: synthetic|files|hf, ...}; its contents identify the data
+    tokens: int  # training tokens of the stage that trains on this dataset (and the shard's cap)
+    val_tokens: int = 8192  # held-out tokens, evaluated at every evaluation
+
+    def identity(self) -> dict:
+        return {"source": self.source}
+
+
+@dataclass
+class Shift:
+    """The ordered datasets D0 → D1 → … and how their text becomes tokens."""
+
+    name: str
+    datasets: list[DatasetSpec]
+    tokenizer: str = "bpe"  # default of the root `tokenizer` key for this shift
+    bpe_vocab_size: int = 1024  # vocabulary of the `bpe` tokenizer trained on D0
+
+
+@dataclass
+class Batch:
+    tokens: int = 2048  # global batch per optimizer step, in tokens (the papers: 1104·2048 ≈ 2.26M)
+    micro_sequences: int = 16  # sequences per device per forward pass; accumulation is derived
+
+
+@dataclass
+class Eval:
+    interval_steps: int = 50  # evaluate every dataset every this many optimizer steps
+    warmup_interval_steps: int = 10  # denser during warm-up, where the stability gap shows
+
+
+@dataclass
+class Trainer:
+    """Lightning Trainer settings (conf/trainer/<name>.yaml)."""
+
+    name: str = "cpu"
+    accelerator: str = "cpu"
+    devices: int = 1
+    num_nodes: int = 1
+    strategy: str = "auto"
+    precision: str = "32-true"  # fp32 on CPU: bf16 autocast is ~2x slower there (STACK.md)
+
+
+@dataclass
+class Tracking:
+    uri: str = "sqlite:///outputs/mlflow.db"  # MLflow tracking URI: SQLite file or a server URL
+    experiment: str = "cpt"
+    artifact_dir: str = "outputs/mlartifacts"  # where a new SQLite-backed experiment stores artifacts
+
+
+@dataclass
+class Paths:
+    output_dir: str = "outputs"  # root of everything a run writes
+
+    @property
+    def root(self) -> Path:
+        return Path(self.output_dir)
+
+
+@dataclass
+class RunConfig:
+    model: ModelSpec
+    shift: Shift
+    warmup: float = 0.01  # linear warm-up, fraction of each continual stage's steps
+    lr: LR = field(default_factory=LR)
+    replay: float = 0.0  # fraction of each continual stage's sequences re-read from earlier data
+    schedule: Schedule = field(default_factory=Schedule)
+    recipe: Recipe = field(default_factory=Recipe)
+    pretrain: Pretrain = field(default_factory=Pretrain)
+    tokenizer: str = "bpe"
+    objective: Any = "final/avg_loss"  # a metric name, or a list for multi-objective sweeps
+    seed: int = 0
+    batch: Batch = field(default_factory=Batch)
+    eval: Eval = field(default_factory=Eval)
+    log_interval_steps: int = 10  # train/loss, train/lr, perf/* every this many steps
+    dry_run: bool = False  # print the plan and exit
+    paths: Paths = field(default_factory=Paths)
+    trainer: Trainer = field(default_factory=Trainer)
+    tracking: Tracking = field(default_factory=Tracking)
+
+    def __post_init__(self):
+        _check(0 <= self.warmup < 1, "warmup", self.warmup, "0 <= warmup < 1")
+        _check(0 <= self.replay < 1, "replay", self.replay, "0 <= replay < 1")
+        self.lr.check("")
+        self.pretrain.lr.check("pretrain.")
+        _check(0 <= self.pretrain.warmup < 1, "pretrain.warmup", self.pretrain.warmup, "0 <= pretrain.warmup < 1")
+        _check(self.schedule.name in SCHEDULES, "schedule", self.schedule.name, ", ".join(SCHEDULES))
+        _check(self.pretrain.schedule in SCHEDULES, "pretrain.schedule", self.pretrain.schedule, ", ".join(SCHEDULES))
+        _check(self.recipe.name in RECIPES, "recipe", self.recipe.name, ", ".join(RECIPES))
+        _check(len(self.shift.datasets) >= 2, "shift.datasets", len(self.shift.datasets), "at least 2 datasets")
+        names = [d.name for d in self.shift.datasets]
+        _check(len(set(names)) == len(names), "shift.datasets", names, "distinct dataset names")
+        seq = self.model.seq_len
+        _check(self.batch.tokens % seq == 0 and self.batch.tokens >= seq, "batch.tokens", self.batch.tokens,
+               f"a positive multiple of model.seq_len ({seq})")
+        _check(self.batch.micro_sequences > 0, "batch.micro_sequences", self.batch.micro_sequences, "> 0")
+        for i, d in enumerate(self.shift.datasets):
+            _check(d.tokens >= self.batch.tokens, f"shift.datasets.{i}.tokens", d.tokens,
+                   f"at least one batch (batch.tokens={self.batch.tokens})")
+            _check(d.val_tokens >= seq, f"shift.datasets.{i}.val_tokens", d.val_tokens,
+                   f"at least one sequence (model.seq_len={seq})")
+        _check(self.eval.interval_steps > 0, "eval.interval_steps", self.eval.interval_steps, "> 0")
+        _check(self.eval.warmup_interval_steps > 0, "eval.warmup_interval_steps", self.eval.warmup_interval_steps, "> 0")
+        _check(self.log_interval_steps > 0, "log_interval_steps", self.log_interval_steps, "> 0")
+        _check(self.shift.bpe_vocab_size >= 300, "shift.bpe_vocab_size", self.shift.bpe_vocab_size,
+               ">= 300 (256 bytes + merges + EOS)")
+
+    @property
+    def sequences_per_batch(self) -> int:
+        return self.batch.tokens // self.model.seq_len
+
+
+def parse(cfg) -> RunConfig:
+    """DictConfig (or plain dict) -> RunConfig, raising UserError on the first bad key."""
+    from omegaconf import DictConfig, OmegaConf
+
+    if isinstance(cfg, DictConfig):  # hydra's own node may hold job-time interpolations
+        cfg = OmegaConf.masked_copy(cfg, [k for k in cfg if k != "hydra"])
+        data = OmegaConf.to_container(cfg, resolve=True)
+    else:
+        data = {k: v for k, v in dict(cfg).items() if k != "hydra"}
+    return _build(RunConfig, data, "")
+
+
+def _build(cls, data: Any, prefix: str):
+    if not isinstance(data, dict):
+        raise UserError(f"{prefix.rstrip('.') or 'config'}: expected a mapping, got {data!r}")
+    hints = typing.get_type_hints(cls)
+    names = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(data) - names)
+    if unknown:
+        raise UserError(f"{prefix}{unknown[0]}: unknown key; allowed keys here: {', '.join(sorted(names))}")
+    kwargs = {k: _convert(hints[k], v, f"{prefix}{k}") for k, v in data.items()}
+    missing = [f.name for f in dataclasses.fields(cls) if f.name not in kwargs
+               and f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING]
+    if missing:
+        raise UserError(f"{prefix}{missing[0]}: required key is missing")
+    return cls(**kwargs)
+
+
+def _convert(tp, value, key: str):
+    origin = typing.get_origin(tp)
+    if origin in (typing.Union, types.UnionType):
+        args = [a for a in typing.get_args(tp) if a is not type(None)]
+        if value is None:
+            return None
+        return _convert(args[0], value, key)
+    if dataclasses.is_dataclass(tp):
+        return _build(tp, value, key + ".")
+    if origin is list:
+        (inner,) = typing.get_args(tp)
+        if not isinstance(value, list):
+            raise UserError(f"{key}={value!r}: expected a list")
+        return [_convert(inner, v, f"{key}.{i}") for i, v in enumerate(value)]
+    if tp is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise UserError(f"{key}={value!r}: expected a number")
+        return float(value)
+    if tp is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            if isinstance(value, float) and value.is_integer():
+                return int(value)
+            raise UserError(f"{key}={value!r}: expected an integer")
+        return value
+    if tp is bool:
+        if not isinstance(value, bool):
+            raise UserError(f"{key}={value!r}: expected true or false")
+        return value
+    if tp is str:
+        if not isinstance(value, (str, int, float)) or isinstance(value, bool):
+            raise UserError(f"{key}={value!r}: expected a string")
+        return str(value)
+    return value  # dict / Any
+
+
+def check_group_choices(overrides: list[str], conf_dir: Path) -> None:
+    """Fail with one line on `group=option` naming an option that has no YAML file.
+
+    Hydra's own message spans several lines and a stack-trace hint; this runs first.
+    """
+    for o in overrides:
+        key, sep, value = o.lstrip("+~").partition("=")
+        if not sep or key not in GROUPS:
+            continue
+        options = sorted(p.stem for p in (conf_dir / key).glob("*.yaml"))
+        for choice in value.split(","):
+            choice = choice.strip()
+            if choice and "(" not in choice and choice not in options:
+                raise UserError(f"{key}={choice}: unknown option; allowed: {', '.join(options)}")
