@@ -1,0 +1,97 @@
+"""Lightning callbacks of a stage: evaluation on every dataset, batched metrics, a progress bar."""
+
+from __future__ import annotations
+
+import math
+import time
+from typing import Callable
+
+import lightning as L
+from lightning.pytorch.callbacks import TQDMProgressBar
+
+from cpt.lit_module import evaluate
+
+Sink = Callable[[dict[str, float], int], None]  # (metrics, tokens since the start of the chain)
+
+
+class StageMetrics(L.Callback):
+    """Evaluates before the optimizer steps in `eval_at` (and after the last one), and sends
+    train/loss, train/lr, train/replay_fraction and perf/* to `sink` every `log_interval` steps.
+
+    Step axis: tokens since the start of the chain = token_offset + step · batch_tokens.
+    """
+
+    def __init__(self, sink: Sink, val_loaders, eval_at: list[int], log_interval: int,
+                 token_offset: int, batch_tokens: int, accumulate: int, flops_per_token: float,
+                 peak_flops: float | None = None):
+        self.sink, self.val_loaders, self.eval_at = sink, val_loaders, set(eval_at)
+        self.log_interval, self.offset, self.batch_tokens = log_interval, token_offset, batch_tokens
+        self.accumulate, self.flops_per_token, self.peak_flops = accumulate, flops_per_token, peak_flops
+        self.evals: dict[int, dict[str, float]] = {}  # step -> {dataset: loss}
+        self.replayed = self.consumed = 0
+        self._loss_sum, self._loss_n = 0.0, 0
+        self._t0, self._tok0 = None, 0
+
+    def _tokens(self, step: int) -> int:
+        return self.offset + step * self.batch_tokens
+
+    def _evaluate(self, trainer, module, step: int) -> None:
+        losses = evaluate(module.model, self.val_loaders, module.device)
+        self.evals[step] = losses
+        self.sink({f"val/{n}/loss": v for n, v in losses.items()}, self._tokens(step))
+
+    def on_train_batch_start(self, trainer, module, batch, batch_idx):
+        if batch_idx % self.accumulate == 0 and trainer.global_step in self.eval_at \
+                and trainer.global_step not in self.evals:
+            self._evaluate(trainer, module, trainer.global_step)
+            self._t0 = None  # evaluation time is not training throughput
+
+    def on_train_batch_end(self, trainer, module, outputs, batch, batch_idx):
+        loss = float(module.last_loss)
+        if not math.isfinite(loss):
+            raise FloatingPointError(f"loss is {loss} at step {trainer.global_step}")
+        self._loss_sum += loss
+        self._loss_n += 1
+        self.replayed += int((module.last_sources >= 0).sum())
+        self.consumed += int(module.last_sources.numel())
+        if (batch_idx + 1) % self.accumulate:
+            return
+        step = trainer.global_step - 1  # the optimizer step that just ran
+        now = time.perf_counter()
+        if self._t0 is None:
+            self._t0, self._tok0 = now, step
+        if step % self.log_interval == 0:
+            m = {"train/loss": self._loss_sum / self._loss_n, "train/lr": module.last_lr,
+                 "train/replay_fraction": self.replayed / self.consumed}
+            if now > self._t0 and step > self._tok0:
+                tps = (step - self._tok0) * self.batch_tokens / (now - self._t0)
+                m["perf/tokens_per_s"] = tps
+                if self.peak_flops:
+                    m["perf/mfu"] = tps * self.flops_per_token / self.peak_flops
+                self._t0, self._tok0 = now, step
+            self.sink(m, self._tokens(step))
+        self._loss_sum, self._loss_n = 0.0, 0
+
+    def on_train_end(self, trainer, module):
+        if trainer.global_step not in self.evals:
+            self._evaluate(trainer, module, trainer.global_step)
+
+
+class StageProgressBar(TQDMProgressBar):
+    """Lightning's bar, titled with the stage and showing loss and LR instead of the version."""
+
+    def __init__(self, title: str):
+        super().__init__(refresh_rate=25)
+        self.title = title
+
+    def init_train_tqdm(self):
+        bar = super().init_train_tqdm()
+        bar.set_description(self.title)
+        return bar
+
+    def on_train_epoch_start(self, trainer, module):
+        super().on_train_epoch_start(trainer, module)
+        self.train_progress_bar.set_description(self.title)
+
+    def get_metrics(self, trainer, module):
+        return {"loss": f"{float(module.last_loss):.3f}", "lr": f"{module.last_lr:.2e}"}

@@ -1,0 +1,75 @@
+"""The glue between Hydra and a run: validation first, one-line errors, the closing summary."""
+
+from __future__ import annotations
+
+import math
+import sys
+from pathlib import Path
+
+from cpt.errors import UserError
+
+
+def main_guard(main, conf_dir: Path, argv: list[str]) -> None:
+    """Check group options before Hydra (its message spans lines), then run `main`;
+    a UserError anywhere becomes one line on stderr and exit status 2."""
+    from cpt.config import check_group_choices
+
+    try:
+        check_group_choices([a for a in argv if not a.startswith("-")], conf_dir)
+        main()
+    except UserError as e:
+        print(f"error: {e}", file=sys.stderr)
+        sys.exit(e.exit_code)
+
+
+def task(cfg):
+    """The Hydra task function: returns the objective (float, or tuple for several metrics)."""
+    from hydra.core.hydra_config import HydraConfig
+    from omegaconf import OmegaConf
+
+    from cpt.config import GROUPS, parse
+
+    try:
+        run_cfg = parse(cfg)  # every range checked before any work or any write
+        hc = HydraConfig.get()
+        choices = {g: hc.runtime.choices.get(g) for g in GROUPS}
+        if run_cfg.dry_run:
+            from cpt.dry_run import describe
+
+            print(describe(run_cfg, choices))
+            return float("nan")
+        from cpt.experiment import RunContext, run
+        from cpt.tracking import flatten
+
+        resolved = OmegaConf.to_container(cfg, resolve=True)
+        multirun = hc.mode.name == "MULTIRUN"
+        overrides = [o for o in hc.overrides.task]
+        ctx = RunContext(
+            choices=choices,
+            params=flatten(resolved),
+            resolved_yaml=OmegaConf.to_yaml(cfg, resolve=True),
+            sweep_id=Path(hc.sweep.dir).name if multirun else "",
+            run_name=",".join(overrides) or "default",
+        )
+        result = run(run_cfg, ctx)
+        print(summary(run_cfg, result))
+        return result.objective(run_cfg.objective)
+    except UserError as e:
+        print(f"error: {e}", file=sys.stderr)
+        sys.exit(e.exit_code)
+
+
+def summary(cfg, result) -> str:
+    m = result.metrics
+    names = [d.name for d in cfg.shift.datasets]
+    lines = ["", "── result " + "─" * 50]
+    for n in names:
+        lines.append(f"  final {n:<24} {m[f'final/{n}/loss']:.4f} nats")
+    lines += [
+        f"  upstream / downstream / avg  {m['final/upstream_loss']:.4f} / {m['final/downstream_loss']:.4f} / {m['final/avg_loss']:.4f}",
+        f"  forgetting {m.get('forgetting', math.nan):+.4f}   adaptation {m['adaptation']:+.4f}",
+        f"  MLflow run {result.run_id} in {cfg.tracking.uri} (experiment {cfg.tracking.experiment})",
+    ]
+    if cfg.tracking.uri.startswith("sqlite:"):
+        lines.append(f"  open it:  mlflow ui --backend-store-uri {cfg.tracking.uri} --host 127.0.0.1")
+    return "\n".join(lines)

@@ -1,0 +1,9 @@
+"""Subcommands of the `cpt` CLI: one module each, with `add_parser(subparsers)` and `main(args)`.
+
+Modules are imported only when their command runs, so `cpt --help` stays fast.
+"""
+
+# name -> (module, one-line help)
+COMMANDS: dict[str, tuple[str, str]] = {
+    "plan": ("cpt.commands.plan", "print what `python run.py <overrides>` would train (a dry run)"),
+}

@@ -1,0 +1,69 @@
+"""The Lightning side of one stage: loss, AdamW as in both papers, the per-step LR schedule."""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import lightning as L
+import torch
+import torch.nn.functional as F
+
+# AdamW of both papers (GPT-NeoX configs): β = (0.9, 0.95), ε = 1e-8, weight decay 0.1 on
+# matrices only (NeoX exempts biases and LayerNorm parameters).
+BETAS, EPS, WEIGHT_DECAY = (0.9, 0.95), 1e-8, 0.1
+
+
+def causal_lm_loss(model, tokens: torch.Tensor) -> torch.Tensor:
+    """Mean next-token cross-entropy (nats) of windows of seq_len + 1 tokens."""
+    logits = model(input_ids=tokens[:, :-1]).logits
+    return F.cross_entropy(logits.reshape(-1, logits.size(-1)).float(), tokens[:, 1:].reshape(-1))
+
+
+class StageModule(L.LightningModule):
+    def __init__(self, model, lr_at: Callable[[int], float], total_steps: int):
+        super().__init__()
+        self.model = model
+        self.lr_at, self.total_steps = lr_at, total_steps
+        # What the last micro-batch saw; read by the metrics callback after each batch.
+        self.last_loss = float("nan")
+        self.last_lr = float("nan")
+        self.last_sources: torch.Tensor | None = None
+
+    def training_step(self, batch, batch_idx):
+        tokens, sources = batch
+        # The LR the optimizer applies in this step (the scheduler stepped after the last one).
+        self.last_lr = self.optimizers().param_groups[0]["lr"]
+        loss = causal_lm_loss(self.model, tokens)
+        self.last_loss = loss.detach()
+        self.last_sources = sources
+        return loss
+
+    def configure_optimizers(self):
+        decay, no_decay = [], []
+        for name, p in self.model.named_parameters():
+            (decay if p.ndim >= 2 and "layernorm" not in name.lower() else no_decay).append(p)
+        opt = torch.optim.AdamW(
+            [{"params": decay, "weight_decay": WEIGHT_DECAY}, {"params": no_decay, "weight_decay": 0.0}],
+            lr=1.0, betas=BETAS, eps=EPS,
+        )
+        # base lr 1.0, so the lambda *is* the absolute LR of each optimizer step.
+        sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda step: self.lr_at(step))
+        return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
+
+
+@torch.no_grad()
+def evaluate(model, loaders: dict[str, torch.utils.data.DataLoader], device) -> dict[str, float]:
+    """Token-weighted mean validation loss of every dataset."""
+    was_training = model.training
+    model.eval()
+    out = {}
+    for name, loader in loaders.items():
+        total, count = 0.0, 0
+        for tokens in loader:
+            tokens = tokens.to(device)
+            n = tokens[:, 1:].numel()
+            total += causal_lm_loss(model, tokens).item() * n
+            count += n
+        out[name] = total / count
+    model.train(was_training)
+    return out

@@ -1,0 +1,22 @@
+"""The run's closing numbers (DESIGN.md "Names that reach MLflow"), from evaluated losses. Pure."""
+
+from __future__ import annotations
+
+
+def final_metrics(names: list[str], final: dict[str, float], end_of_own_stage: dict[str, float],
+                  last_at_start: float) -> dict[str, float]:
+    """names: datasets in chain order; final: their losses at the end of the run;
+    end_of_own_stage[n]: n's loss at the end of the stage that trained on it;
+    last_at_start: the last dataset's loss at step 0 of its stage."""
+    upstream, last = names[:-1], names[-1]
+    out = {f"final/{n}/loss": final[n] for n in names}
+    out["final/downstream_loss"] = final[last]
+    out["final/upstream_loss"] = sum(final[n] for n in upstream) / len(upstream)
+    out["final/avg_loss"] = (out["final/downstream_loss"] + out["final/upstream_loss"]) / 2
+    per = {n: final[n] - end_of_own_stage[n] for n in upstream if n in end_of_own_stage}
+    for n, f in per.items():
+        out[f"forgetting/{n}"] = f
+    if per:
+        out["forgetting"] = sum(per.values()) / len(per)
+    out["adaptation"] = last_at_start - final[last]
+    return out

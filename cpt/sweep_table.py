@@ -1,0 +1,42 @@
+"""The grid of a multirun as a table: one row per point, the swept keys, the final losses."""
+
+from __future__ import annotations
+
+from cpt.config import Tracking
+
+COLUMNS = ("final/upstream_loss", "final/downstream_loss", "final/avg_loss")
+
+
+def sweep_rows(tracking: Tracking, sweep_id: str) -> tuple[list[str], list[dict]]:
+    """(swept keys, rows) of the finished runs of a sweep; swept = params that differ between rows."""
+    from cpt.tracking import Tracker
+
+    runs = Tracker(tracking).runs(f"tags.`cpt.sweep_id` = '{sweep_id}' and tags.`cpt.kind` = 'run'")
+    runs = [r for r in runs if r.info.status == "FINISHED"]
+    params = [r.data.params for r in runs]
+    keys = sorted({k for p in params for k in p if len({q.get(k) for q in params}) > 1})
+    rows = [{**{k: p.get(k, "") for k in keys}, **{c: r.data.metrics.get(c) for c in COLUMNS}}
+            for p, r in zip(params, runs)]
+    rows.sort(key=lambda row: [_num(row[k]) for k in keys])
+    return keys, rows
+
+
+def _num(v):
+    try:
+        return (0, float(v))
+    except (TypeError, ValueError):
+        return (1, str(v))
+
+
+def format_table(keys: list[str], rows: list[dict]) -> str:
+    head = keys + ["upstream", "downstream", "avg"]
+    body = [[str(r[k]) for k in keys] + [f"{r[c]:.4f}" if r[c] is not None else "-" for c in COLUMNS]
+            for r in rows]
+    widths = [max(len(h), *(len(b[i]) for b in body)) if body else len(h) for i, h in enumerate(head)]
+    fmt = "  ".join(f"{{:<{w}}}" for w in widths)
+    return "\n".join([fmt.format(*head), fmt.format(*("-" * w for w in widths))] + [fmt.format(*b) for b in body])
+
+
+def sweep_table(tracking: Tracking, sweep_id: str) -> str:
+    keys, rows = sweep_rows(tracking, sweep_id)
+    return f"\nsweep {sweep_id}: {len(rows)} finished runs (final validation loss, nats)\n" + format_table(keys, rows)
