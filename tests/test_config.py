@@ -1,0 +1,73 @@
+"""Config composition of every group option, and validation of bad input."""
+
+from __future__ import annotations
+
+import pytest
+
+from cpt.config import GROUPS
+from cpt.errors import UserError
+
+from conftest import CONF, compose, parse, run_cli
+
+OPTIONS = [(g, p.stem) for g in GROUPS for p in sorted((CONF / g).glob("*.yaml"))]
+
+
+@pytest.mark.parametrize("group,option", OPTIONS)
+def test_every_option_of_every_group_composes_and_validates(group, option, tmp_path):
+    cfg = parse([f"{group}={option}"], tmp_path)
+    assert cfg is not None
+
+
+def test_defaults_match_design():
+    cfg = parse([])
+    assert (cfg.warmup, cfg.lr.max, cfg.lr.min_ratio, cfg.replay, cfg.seed) == (0.01, 3e-4, 0.1, 0.0, 0)
+    assert (cfg.model.name, cfg.shift.name, cfg.schedule.name, cfg.recipe.name, cfg.trainer.name) == \
+        ("tiny", "synthetic-weak", "cosine", "cpt", "cpu")
+    assert (cfg.pretrain.warmup, cfg.pretrain.lr.max, cfg.pretrain.lr.min_ratio, cfg.pretrain.schedule) == \
+        (0.01, 3e-4, 0.1, "cosine")
+    assert cfg.tokenizer == "bpe" and cfg.objective == "final/avg_loss"
+    assert cfg.tracking.uri == "sqlite:///outputs/mlflow.db"
+    # the continual stage is long enough for a 0.5% warm-up to be a real warm-up
+    assert cfg.shift.datasets[1].tokens // cfg.batch.tokens >= 1000
+
+
+BAD = [
+    ("warmup=1", "warmup"), ("warmup=-0.1", "warmup"), ("replay=1.0", "replay"), ("replay=-0.5", "replay"),
+    ("lr.max=0", "lr.max"), ("lr.max=-1e-4", "lr.max"), ("lr.min_ratio=1.5", "lr.min_ratio"),
+    ("pretrain.lr.max=0", "pretrain.lr.max"), ("pretrain.warmup=2", "pretrain.warmup"),
+    ("shift.datasets.1.tokens=1000", "shift.datasets.1.tokens"), ("batch.tokens=100", "batch.tokens"),
+    ("warmup=abc", "warmup"),
+]
+
+
+@pytest.mark.parametrize("override,key", BAD)
+def test_bad_values_name_the_key_and_what_is_allowed(override, key):
+    with pytest.raises(UserError) as e:
+        parse([override])
+    msg = str(e.value)
+    assert msg.startswith(key + "=") and ("allowed" in msg or "expected" in msg) and "\n" not in msg
+
+
+@pytest.mark.parametrize("args,needle", [
+    (["warmup=1.5"], "warmup=1.5: allowed 0 <= warmup < 1"),
+    (["model=gpt5"], "model=gpt5: unknown option; allowed: "),
+    (["-m", "shift=nope,synthetic-weak"], "shift=nope: unknown option"),
+    (["shift.datasets.0.tokens=512"], "shift.datasets.0.tokens=512: allowed at least one batch"),
+])
+def test_cli_bad_input_is_one_line_and_writes_nothing(args, needle, tmp_path):
+    out = tmp_path / "outputs"
+    res = run_cli([*args, f"paths.output_dir={out}"], timeout=120)
+    assert res.returncode == 2
+    lines = [line for line in res.stderr.splitlines() if line.strip()]
+    assert lines == [f"error: {lines[0][len('error: '):]}"] and needle in lines[0], res.stderr
+    assert not (out / "mlflow.db").exists() and not (out / "cache").exists() and not (out / "data").exists()
+
+
+def test_dry_run_prints_the_plan_and_trains_nothing(tmp_path):
+    out = tmp_path / "outputs"
+    res = run_cli(["dry_run=true", "warmup=0.005", f"paths.output_dir={out}"], timeout=120)
+    assert res.returncode == 0, res.stderr
+    assert "stage 0 syn-en-a: 1,000 steps, 2,048,000 tokens" in res.stdout
+    assert "stage 1 syn-en-b: 1,000 steps" in res.stdout and "warmup 0.005" in res.stdout
+    assert "FLOPs" in res.stdout and "min on this CPU" in res.stdout
+    assert not (out / "mlflow.db").exists() and not (out / "cache").exists()
