@@ -1,0 +1,655 @@
+"""Corpus readers: a user's files on disk, or a Hugging Face dataset, as an iterator of documents.
+
+This module only turns storage into document strings; tokenizing, splitting and training live
+elsewhere. Every problem a user can fix raises `cpt.errors.UserError` with one line naming the
+config key, the file (or dataset id) and what is allowed.
+
+Formats, chosen by file name (case-insensitive):
+
+* ``.jsonl`` — one JSON object per line; blank lines are ignored.
+* ``.json`` — either JSON lines, or one JSON array of objects (told apart by the first
+  non-blank character being ``[``). The array is parsed incrementally, record by record.
+* ``.txt`` — plain text; documents are separated by one or more blank lines (a line holding
+  only whitespace counts as blank). Lines inside a document are joined with ``\\n``, so a
+  file with no blank lines is a single document.
+* ``.parquet`` — the text column is read batch by batch; no other column is loaded.
+* ``.jsonl.gz``, ``.json.gz``, ``.txt.gz``, ``.jsonl.zst``, ``.json.zst``, ``.txt.zst`` —
+  the same, decompressed while streaming (multi-frame zstd, as the Pile and SlimPajama ship,
+  is supported).
+
+For JSON and parquet the document is the string in the field `text_field` (default
+``"text"``). Text files are decoded as UTF-8 (a leading BOM is dropped). Documents that are
+empty or whitespace only are skipped, and so is a null text field (it is an empty document, the
+way the hub's own string columns allow nulls); any other non-string value is an error. A file
+that yields no document at all is an error, so a wrong path or field never trains on nothing.
+"""
+
+from __future__ import annotations
+
+import glob
+import gzip
+import io
+import json
+import os
+import re
+import zlib
+from pathlib import Path
+from typing import IO, Any, Iterator
+
+from cpt.errors import UserError
+
+DEFAULT_TEXT_FIELD = "text"
+
+_TEXT_FORMATS = ("jsonl", "json", "txt")
+_COMPRESSIONS = ("gz", "zst")
+SUPPORTED_SUFFIXES: tuple[str, ...] = (
+    tuple(f".{f}" for f in _TEXT_FORMATS)
+    + (".parquet",)
+    + tuple(f".{f}.{c}" for f in _TEXT_FORMATS for c in _COMPRESSIONS)
+)
+_SUPPORTED = ", ".join(SUPPORTED_SUFFIXES)
+
+_READ_BYTES = 1 << 16  # compressed bytes fed to the zstd decoder per step
+_JSON_CHUNK_CHARS = 1 << 20
+# A JSON array element larger than this is taken as a broken file rather than read on to EOF.
+_MAX_JSON_RECORD_CHARS = 1 << 28
+_PARQUET_BATCH_ROWS = 1024
+# `zstd --long=31` archives need a window larger than the library's default limit (2**27).
+_ZSTD_MAX_WINDOW = 1 << 31
+
+_JSON_WS = re.compile(r"[ \t\n\r]*")
+_GLOB_CHARS = re.compile(r"[*?[]")
+
+
+# ----------------------------------------------------------------------------- file lists
+
+
+def file_format(path: str | os.PathLike[str]) -> tuple[str, str | None] | None:
+    """(format, compression) from a file name, e.g. ``("jsonl", "zst")``; None if unsupported."""
+    name = os.path.basename(os.fspath(path)).lower()
+    if name.endswith(".parquet"):
+        return "parquet", None
+    for fmt in _TEXT_FORMATS:
+        if name.endswith(f".{fmt}"):
+            return fmt, None
+        for comp in _COMPRESSIONS:
+            if name.endswith(f".{fmt}.{comp}"):
+                return fmt, comp
+    return None
+
+
+def expand_files(patterns: str | os.PathLike[str] | list, key: str) -> list[Path]:
+    """Resolve file entries into a sorted, de-duplicated list of supported files.
+
+    Each entry is a file, a directory (every supported file inside, recursively; hidden
+    entries and files of other types are skipped) or a glob (``data/en/*.jsonl``, ``**``
+    allowed; a directory it matches is expanded like a directory entry). ``~`` is expanded.
+    Paths are made absolute but symlinks are kept: a Hugging Face snapshot folder links to
+    blobs whose names carry no extension.
+
+    Raises UserError for an entry that does not exist, a glob matching nothing, a named or
+    matched file of an unsupported type, or a directory with no supported file.
+    """
+    entries = [patterns] if isinstance(patterns, (str, os.PathLike)) else list(patterns)
+    if not entries:
+        raise UserError(f"{key}: no files given; give files, directories or globs of {_SUPPORTED}")
+    found: dict[str, Path] = {}
+
+    def add_file(path: str) -> None:
+        if file_format(path) is None:
+            raise UserError(
+                f"{key}: {path} has an unsupported file type; supported: {_SUPPORTED}"
+            )
+        absolute = os.path.normpath(os.path.abspath(path))
+        found.setdefault(absolute, Path(absolute))
+
+    for entry in entries:
+        text = os.path.expanduser(os.fspath(entry)) if isinstance(entry, (str, os.PathLike)) else None
+        if text is None or not text.strip():
+            raise UserError(
+                f"{key}: entry {entry!r} is not a path; give files, directories or globs of {_SUPPORTED}"
+            )
+        # An existing path is taken literally, so a name with '[' in it is not a glob.
+        if os.path.isdir(text):
+            for path in _walk_supported(text, key):
+                add_file(path)
+        elif os.path.isfile(text):
+            add_file(text)
+        elif _GLOB_CHARS.search(text):
+            matches = sorted(glob.glob(text, recursive=True))
+            if not matches:
+                raise UserError(
+                    f"{key}: the pattern {text} matches no files; "
+                    f"give files, directories or globs of {_SUPPORTED}"
+                )
+            for match in matches:
+                if os.path.isdir(match):
+                    for path in _walk_supported(match, key):
+                        add_file(path)
+                elif os.path.isfile(match):
+                    add_file(match)
+        elif os.path.exists(text):
+            raise UserError(f"{key}: {text} is not a regular file or directory")
+        else:
+            raise UserError(
+                f"{key}: {text} does not exist; give files, directories or globs of {_SUPPORTED}"
+            )
+    if not found:
+        raise UserError(f"{key}: no files found in {entries}; supported: {_SUPPORTED}")
+    return [found[k] for k in sorted(found)]
+
+
+def _walk_supported(directory: str, key: str) -> list[str]:
+    files: list[str] = []
+    seen: set[str] = set()
+    for root, dirnames, filenames in os.walk(directory, followlinks=True):
+        real = os.path.realpath(root)
+        if real in seen:  # a symlink loop
+            dirnames[:] = []
+            continue
+        seen.add(real)
+        # Hidden entries are tool state, e.g. the `.cache/` of `huggingface-cli download`
+        # holding partial downloads.
+        dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
+        for name in filenames:
+            if not name.startswith(".") and file_format(name) is not None:
+                path = os.path.join(root, name)
+                if os.path.isfile(path):
+                    files.append(path)
+    if not files:
+        raise UserError(f"{key}: directory {directory} holds no supported files; supported: {_SUPPORTED}")
+    return sorted(files)
+
+
+# ----------------------------------------------------------------------------- one file
+
+
+def iter_documents(
+    path: str | os.PathLike[str], text_field: str = DEFAULT_TEXT_FIELD, key: str = "data"
+) -> Iterator[str]:
+    """Stream the non-empty documents of one file (format from its name; see the module doc).
+
+    The file type is checked now; everything else while iterating. Raises UserError for an
+    unsupported type, an unreadable/corrupt/truncated file, invalid JSON (with line number), a
+    record without `text_field` (listing the fields it has), a text value that is not a string,
+    invalid UTF-8, or a file holding no document.
+    """
+    path = Path(path)
+    fmt = file_format(path)
+    if fmt is None:
+        raise UserError(f"{key}: {path} has an unsupported file type; supported: {_SUPPORTED}")
+    return _checked(_read_file(path, fmt[0], fmt[1], text_field, key), f"{path}", key)
+
+
+def _checked(docs: Iterator[str], source: str, key: str) -> Iterator[str]:
+    count = 0
+    for doc in docs:
+        if doc.strip():
+            count += 1
+            yield doc
+    if count == 0:
+        raise UserError(
+            f"{key}: {source} holds no documents (nothing, or only empty texts); "
+            "give a corpus with at least one non-empty document"
+        )
+
+
+def _read_file(path: Path, fmt: str, comp: str | None, text_field: str, key: str) -> Iterator[str]:
+    if fmt == "parquet":
+        yield from _parquet_docs(path, text_field, key)
+        return
+    import zstandard
+
+    try:
+        if fmt == "txt":
+            with _open_text(path, comp) as fh:
+                yield from _txt_docs(fh)
+        elif fmt == "jsonl" or _first_char(path, comp) != "[":
+            with _open_text(path, comp) as fh:
+                yield from _jsonl_docs(fh, path, fmt, text_field, key)
+        else:
+            with _open_text(path, comp) as fh:
+                yield from _json_array_docs(fh, path, text_field, key)
+    except UnicodeDecodeError as e:
+        raise UserError(f"{key}: {path} is not valid UTF-8 text ({e.reason}); text files must be UTF-8") from e
+    except (gzip.BadGzipFile, EOFError, zlib.error) as e:
+        raise UserError(
+            f"{key}: {path} is not a valid gzip file ({_short(e)}); a .gz file must be complete gzip data"
+        ) from e
+    except zstandard.ZstdError as e:
+        raise UserError(
+            f"{key}: {path} is not a valid zstd file ({_short(e)}); a .zst file must be complete zstd data"
+        ) from e
+    except OSError as e:
+        raise UserError(f"{key}: {path} cannot be read ({_short(e)})") from e
+
+
+def _open_text(path: Path, comp: str | None) -> IO[str]:
+    binary: IO[bytes]
+    if comp == "gz":
+        binary = gzip.open(path, "rb")
+    elif comp == "zst":
+        binary = io.BufferedReader(_ZstdRaw(open(path, "rb")), buffer_size=_READ_BYTES)
+    else:
+        binary = open(path, "rb")
+    # utf-8-sig drops a BOM some editors write; universal newlines make \r\n files read alike.
+    return io.TextIOWrapper(binary, encoding="utf-8-sig", newline=None)
+
+
+def _first_char(path: Path, comp: str | None) -> str:
+    """First non-whitespace character, or '' for a blank file."""
+    with _open_text(path, comp) as fh:
+        while True:
+            chunk = fh.read(_READ_BYTES)
+            if not chunk:
+                return ""
+            stripped = chunk.lstrip()
+            if stripped:
+                return stripped[0]
+
+
+class _ZstdRaw(io.RawIOBase):
+    """Streaming zstd decoder that, unlike `stream_reader`, notices a truncated last frame.
+
+    One decompressobj per frame: the Pile's archives are several concatenated frames.
+    """
+
+    def __init__(self, fh: IO[bytes]):
+        import zstandard
+
+        self._fh = fh
+        self._dctx = zstandard.ZstdDecompressor(max_window_size=_ZSTD_MAX_WINDOW)
+        self._dobj: Any = None
+        self._pending = b""
+        self._offset = 0
+        self._eof = False
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        while self._offset >= len(self._pending):
+            if self._eof:
+                return 0
+            self._decode_more()
+        n = min(len(buffer), len(self._pending) - self._offset)
+        buffer[:n] = self._pending[self._offset : self._offset + n]
+        self._offset += n
+        return n
+
+    def _decode_more(self) -> None:
+        import zstandard
+
+        data = self._fh.read(_READ_BYTES)
+        if not data:
+            self._eof = True
+            if self._dobj is not None:
+                raise zstandard.ZstdError("the data ends inside a frame (truncated file)")
+            self._pending, self._offset = b"", 0
+            return
+        out = []
+        while data:
+            if self._dobj is None:
+                self._dobj = self._dctx.decompressobj()
+            out.append(self._dobj.decompress(data))
+            if self._dobj.eof:
+                data = self._dobj.unused_data
+                self._dobj = None
+            else:
+                data = b""
+        self._pending, self._offset = b"".join(out), 0
+
+    def close(self) -> None:
+        try:
+            self._fh.close()
+        finally:
+            super().close()
+
+
+def _txt_docs(fh: IO[str]) -> Iterator[str]:
+    block: list[str] = []
+    for line in fh:
+        line = line.rstrip("\n")
+        if line.strip():
+            block.append(line)
+        elif block:
+            yield "\n".join(block)
+            block = []
+    if block:
+        yield "\n".join(block)
+
+
+def _jsonl_docs(fh: IO[str], path: Path, fmt: str, text_field: str, key: str) -> Iterator[str]:
+    for lineno, line in enumerate(fh, start=1):
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError as e:
+            what = (
+                "each line of a .jsonl file must be one JSON object"
+                if fmt == "jsonl"
+                else "a .json file must hold JSON lines or one JSON array of objects"
+            )
+            raise UserError(
+                f"{key}: {path} line {lineno}: invalid JSON ({e.msg} at column {e.colno}); {what}"
+            ) from None
+        yield _text_of(record, path, f"line {lineno}", text_field, key)
+
+
+class _JsonBuffer:
+    """A sliding window over a text stream for decoding a JSON array one element at a time."""
+
+    def __init__(self, fh: IO[str]):
+        self.fh = fh
+        self.text = ""
+        self.pos = 0
+        self.base = 0  # stream offset of text[0]
+        # Newlines are counted once, up to stream offset `mark`, so line numbers stay linear.
+        self.mark = 0
+        self.mark_lines = 0
+        self.eof = False
+
+    def fill(self, at_least: int = _JSON_CHUNK_CHARS) -> bool:
+        if self.eof:
+            return False
+        chunk = self.fh.read(at_least)
+        if not chunk:
+            self.eof = True
+            return False
+        self.line()  # count the newlines about to leave the window
+        self.base += self.pos
+        self.text = self.text[self.pos :] + chunk
+        self.pos = 0
+        return True
+
+    def peek(self) -> str | None:
+        """Skip whitespace; the next character, or None at the end of the stream."""
+        while True:
+            self.pos = _JSON_WS.match(self.text, self.pos).end()
+            if self.pos < len(self.text):
+                return self.text[self.pos]
+            if not self.fill():
+                return None
+
+    def line(self, at: int | None = None) -> int:
+        """1-based line number of window index `at` (default: the current position)."""
+        at = self.pos if at is None else at
+        marked = self.mark - self.base
+        if at >= marked:
+            self.mark_lines += self.text.count("\n", marked, at)
+            self.mark = self.base + at
+            return self.mark_lines + 1
+        return self.mark_lines - self.text.count("\n", at, marked) + 1
+
+
+def _json_array_docs(fh: IO[str], path: Path, text_field: str, key: str) -> Iterator[str]:
+    decoder = json.JSONDecoder()
+    buf = _JsonBuffer(fh)
+    allowed = "a .json file must hold JSON lines or one JSON array of objects"
+
+    def invalid(reason: str, line: int) -> UserError:
+        return UserError(f"{key}: {path} line {line}: invalid JSON ({reason}); {allowed}")
+
+    buf.peek()
+    buf.pos += 1  # the '[' that chose this reader
+    index = 0
+    char = buf.peek()
+    if char == "]":
+        buf.pos += 1
+    while char != "]":
+        if char is None:
+            raise invalid("the file ends before the array is closed", buf.line())
+        while True:
+            try:
+                record, end = decoder.raw_decode(buf.text, buf.pos)
+                break
+            except json.JSONDecodeError as e:
+                # Most likely the element runs past the window: read more (doubling, so a big
+                # element is not re-parsed many times) unless the stream is done.
+                size = max(_JSON_CHUNK_CHARS, len(buf.text) - buf.pos)
+                if len(buf.text) - buf.pos > _MAX_JSON_RECORD_CHARS or not buf.fill(size):
+                    raise invalid(e.msg, buf.line(e.pos)) from None
+        line = buf.line()
+        buf.pos = end
+        index += 1
+        yield _text_of(record, path, f"array element {index} (line {line})", text_field, key)
+        char = buf.peek()
+        if char == ",":
+            buf.pos += 1
+            char = buf.peek()
+            if char == "]":
+                raise invalid("trailing comma before ']'", buf.line())
+        elif char == "]":
+            buf.pos += 1
+        elif char is None:
+            raise invalid("the file ends before the array is closed", buf.line())
+        else:
+            raise invalid(f"expected ',' or ']' after an element, found {char!r}", buf.line())
+    if buf.peek() is not None:
+        raise invalid("extra data after the closing ']'", buf.line())
+
+
+_JSON_TYPE_NAMES = {bool: "boolean", int: "number", float: "number", list: "array", dict: "object"}
+
+
+def _json_type(value: Any) -> str:
+    return _JSON_TYPE_NAMES.get(type(value), type(value).__name__)
+
+
+def _text_of(record: Any, source: Any, where: str, text_field: str, key: str) -> str:
+    if not isinstance(record, dict):
+        raise UserError(
+            f"{key}: {source} {where}: the record is a JSON {_json_type(record)}, not an object; "
+            f"each record must be an object with a '{text_field}' string field"
+        )
+    if text_field not in record:
+        fields = ", ".join(repr(k) for k in list(record)[:30]) or "none"
+        raise UserError(
+            f"{key}: {source} {where}: the record has no field '{text_field}' (its fields: {fields}); "
+            "the text field must name the field holding the document text"
+        )
+    value = record[text_field]
+    if value is None:
+        return ""
+    if not isinstance(value, str):
+        raise UserError(
+            f"{key}: {source} {where}: field '{text_field}' is a {_json_type(value)}, not a string; "
+            "the text field must hold the document text as a string"
+        )
+    return value
+
+
+def _short(error: BaseException, limit: int = 160) -> str:
+    lines = str(error).strip().splitlines()
+    text = lines[0] if lines else type(error).__name__
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def _is_string_type(arrow_type: Any) -> bool:
+    import pyarrow as pa
+
+    if pa.types.is_dictionary(arrow_type):
+        arrow_type = arrow_type.value_type
+    return (
+        pa.types.is_string(arrow_type)
+        or pa.types.is_large_string(arrow_type)
+        or getattr(pa.types, "is_string_view", lambda _t: False)(arrow_type)
+    )
+
+
+def _parquet_docs(path: Path, text_field: str, key: str) -> Iterator[str]:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    def corrupt(e: BaseException) -> UserError:
+        return UserError(f"{key}: {path} is not a readable parquet file ({_short(e)})")
+
+    try:
+        pf = pq.ParquetFile(path)
+    except (pa.ArrowException, OSError) as e:
+        raise corrupt(e) from e
+    with pf:
+        schema = pf.schema_arrow
+        if text_field not in schema.names:
+            columns = ", ".join(repr(n) for n in schema.names[:30]) or "none"
+            raise UserError(
+                f"{key}: {path} has no column '{text_field}' (its columns: {columns}); "
+                "the text field must name the column holding the document text"
+            )
+        arrow_type = schema.field(text_field).type
+        if not _is_string_type(arrow_type):
+            raise UserError(
+                f"{key}: {path}: column '{text_field}' has type {arrow_type}, not string; "
+                "the text field must name a string column"
+            )
+        try:
+            for batch in pf.iter_batches(batch_size=_PARQUET_BATCH_ROWS, columns=[text_field]):
+                for value in batch.column(0).to_pylist():
+                    if value is not None:
+                        yield value
+        except (pa.ArrowException, OSError) as e:
+            raise corrupt(e) from e
+
+
+# ----------------------------------------------------------------------------- Hugging Face
+
+
+def iter_hf_documents(
+    path: str,
+    name: str | None,
+    split: str,
+    text_field: str = DEFAULT_TEXT_FIELD,
+    key: str = "data",
+    data_files: Any = None,
+) -> Iterator[str]:
+    """Stream the non-empty documents of a Hugging Face dataset split (``streaming=True``).
+
+    `path` is a hub id (``monology/pile-uncopyrighted``) or a packaged builder (``"json"``,
+    ``"parquet"``, ``"text"``) reading `data_files` locally. The dataset is opened now, so a
+    missing dataset or an unreachable hub fails at the call; records are checked while
+    iterating. Raises UserError when the hub cannot be reached, the dataset/split/config/files
+    do not exist, a record lacks `text_field` or holds a non-string there, or the split holds
+    no document.
+    """
+    label = path if name is None else f"{path} (config {name})"
+    try:
+        import datasets
+    except ImportError as e:
+        raise UserError(
+            f"{key}: reading the Hugging Face dataset {label} needs the 'datasets' package "
+            "(pip install 'cpt[hf]'); or read local copies with shift=files "
+            "shift.upstream=... shift.downstream=..."
+        ) from e
+    try:
+        dataset = datasets.load_dataset(path, name, split=split, streaming=True, data_files=data_files)
+    except Exception as e:
+        raise _hf_user_error(e, label, split, key) from e
+
+    features = getattr(dataset, "features", None)
+    if features is not None and text_field not in features:
+        columns = ", ".join(repr(c) for c in list(features)[:30]) or "none"
+        raise UserError(
+            f"{key}: Hugging Face dataset {label} split '{split}' has no column '{text_field}' "
+            f"(its columns: {columns}); the text field must name the column holding the document text"
+        )
+    source = f"Hugging Face dataset {label} split '{split}'"
+    return _checked(_hf_records(dataset, source, label, split, text_field, key), source, key)
+
+
+def _hf_records(
+    dataset: Any, source: str, label: str, split: str, text_field: str, key: str
+) -> Iterator[str]:
+    index = 0
+    iterator = None
+    while True:
+        try:
+            if iterator is None:
+                iterator = iter(dataset)
+            record = next(iterator)
+        except StopIteration:
+            return
+        except Exception as e:
+            raise _hf_user_error(e, label, split, key, reading=True) from e
+        index += 1
+        yield _text_of(record, source, f"record {index}", text_field, key)
+
+
+def _network_error_types() -> tuple[type[BaseException], ...]:
+    """Exception types meaning "the hub could not be reached", across hub/datasets versions."""
+    types: list[type[BaseException]] = [ConnectionError, TimeoutError]
+    try:  # raised when offline mode is on, or nothing is cached (FileNotFoundError subclass)
+        from huggingface_hub.errors import LocalEntryNotFoundError, OfflineModeIsEnabled
+
+        types += [LocalEntryNotFoundError, OfflineModeIsEnabled]
+    except ImportError:
+        pass
+    try:  # huggingface_hub >= 1 talks through httpx, whose errors are not OSErrors
+        from huggingface_hub.utils import httpx
+
+        types.append(httpx.TransportError)
+    except (ImportError, AttributeError):
+        pass
+    try:  # older huggingface_hub / fsspec's HTTP filesystem
+        import requests
+
+        types += [requests.exceptions.ConnectionError, requests.exceptions.Timeout]
+    except ImportError:
+        pass
+    try:
+        import aiohttp
+
+        types.append(aiohttp.ClientConnectionError)
+    except ImportError:
+        pass
+    return tuple(types)
+
+
+def _causes(error: BaseException) -> Iterator[BaseException]:
+    seen: set[int] = set()
+    current: BaseException | None = error
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        yield current
+        current = current.__cause__ or (None if current.__suppress_context__ else current.__context__)
+
+
+def _offline_reason(error: BaseException) -> str:
+    try:
+        from datasets import config
+
+        if config.HF_HUB_OFFLINE:
+            return "offline mode is on: HF_HUB_OFFLINE"
+    except ImportError:  # pragma: no cover
+        pass
+    return _short(error, limit=100)
+
+
+def _hf_user_error(
+    error: Exception, label: str, split: str, key: str, reading: bool = False
+) -> Exception:
+    """The UserError for a failure inside `datasets`, or `error` itself when it is not the user's."""
+    network = _network_error_types()
+    if any(isinstance(e, network) for e in _causes(error)):
+        return UserError(
+            f"{key}: cannot load Hugging Face dataset {label}: the hub is unreachable from this "
+            f"machine ({_offline_reason(error)}); shift=files shift.upstream=... "
+            "shift.downstream=... reads local copies instead"
+        )
+    if reading:
+        import pyarrow as pa
+        from datasets.exceptions import DatasetGenerationError
+
+        if isinstance(error, (OSError, DatasetGenerationError, pa.ArrowException)):
+            return UserError(
+                f"{key}: Hugging Face dataset {label} split '{split}' cannot be read ({_short(error)})"
+            )
+    if isinstance(error, FileNotFoundError):
+        return UserError(
+            f"{key}: Hugging Face dataset {label} was not found ({_short(error)}); give a hub "
+            "dataset id you can access, or a builder ('json', 'parquet', 'text') with existing data files"
+        )
+    if isinstance(error, ValueError) and not reading:
+        # datasets reports a bad split, config name or data_files spec as ValueError.
+        return UserError(f"{key}: cannot load Hugging Face dataset {label} split '{split}': {_short(error)}")
+    return error
