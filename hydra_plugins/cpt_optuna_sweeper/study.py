@@ -1,0 +1,130 @@
+"""Creating (or resuming) the Optuna study a sweep reports to."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import optuna
+from hydra.utils import instantiate
+from omegaconf import DictConfig, ListConfig, OmegaConf
+from optuna.distributions import BaseDistribution, check_distribution_compatibility
+from optuna.trial import FrozenTrial, Trial, TrialState
+
+from .search_space import SearchSpace
+
+_DIRECTIONS = ("minimize", "maximize")
+
+
+def parse_directions(direction: Any) -> list[str]:
+    """``"minimize"`` / ``["minimize", "maximize"]`` -> a validated, lower-case list."""
+    raw = OmegaConf.to_container(direction) if isinstance(direction, ListConfig) else direction
+    items = [raw] if isinstance(raw, str) else raw
+    valid = (
+        isinstance(items, (list, tuple))
+        and len(items) > 0
+        and all(isinstance(d, str) and d.lower() in _DIRECTIONS for d in items)
+    )
+    if not valid:
+        raise ValueError(
+            "hydra.sweeper.direction must be 'minimize' or 'maximize', or a non-empty list "
+            f"of them (one per value the task function returns); got {raw!r}"
+        )
+    return [d.lower() for d in items]
+
+
+def make_sampler(sampler: DictConfig, space: SearchSpace) -> optuna.samplers.BaseSampler:
+    """Instantiate the ``hydra/sweeper/sampler`` config.
+
+    A sampler config with an empty ``search_space`` key (the grid sampler) gets the
+    grid of the sweep's own params, so the space is written only once.
+    """
+    extra: dict[str, Any] = {}
+    if "search_space" in sampler and sampler.search_space is None:
+        extra["search_space"] = space.grid()
+    # "all" hands Optuna plain dicts / lists instead of OmegaConf containers.
+    return instantiate(sampler, _convert_="all", **extra)
+
+
+def open_study(
+    *,
+    study_name: str | None,
+    storage: str | None,
+    sampler: optuna.samplers.BaseSampler,
+    directions: list[str],
+) -> optuna.Study:
+    """Create the study, or load it from ``storage`` when it already exists there.
+
+    Loading is what lets a re-run of the same command add trials to a study.
+    """
+    _make_sqlite_parent(storage)
+    study = optuna.create_study(
+        study_name=study_name,
+        storage=storage,
+        sampler=sampler,
+        directions=directions,
+        load_if_exists=True,
+    )
+    stored = [d.name.lower() for d in study.directions]
+    # Optuna silently keeps the stored directions, which would mis-rank every new trial.
+    if stored != directions:
+        raise ValueError(
+            f"study {study.study_name!r} in {storage} was created with direction {stored}, "
+            f"but hydra.sweeper.direction is {directions}; use another study_name"
+        )
+    return study
+
+
+def check_compatible(study: optuna.Study, distributions: dict[str, BaseDistribution]) -> None:
+    """Fail before launching anything if a resumed study stored a parameter differently.
+
+    Optuna would otherwise raise in the middle of ``ask``, leaving a half-created
+    trial RUNNING in the storage.
+    """
+    seen: set[str] = set()
+    for trial in study.get_trials(deepcopy=False):
+        for name, stored in trial.distributions.items():
+            if name in seen or name not in distributions:
+                continue
+            seen.add(name)
+            try:
+                check_distribution_compatibility(stored, distributions[name])
+            except ValueError as e:
+                raise ValueError(
+                    f"parameter {name!r} of study {study.study_name!r} was stored as {stored}, "
+                    f"the sweep now asks for {distributions[name]} ({e}); use another study_name"
+                ) from None
+
+
+def tell(
+    study: optuna.Study, trial: Trial, values: list[float] | None = None, state: TrialState | None = None
+) -> FrozenTrial:
+    """``study.tell`` that survives a sampler calling ``study.stop()``.
+
+    GridSampler stops the study once its grid is exhausted, which Optuna only allows
+    inside ``study.optimize``; in ask/tell mode that raises after the trial has been
+    stored, so reading the stored trial back is all that is left to do.
+    """
+    try:
+        return study.tell(trial, values, state=state)
+    except RuntimeError:
+        if not grid_exhausted(study):
+            raise
+        return next(t for t in study.get_trials(deepcopy=False) if t.number == trial.number)
+
+
+def grid_exhausted(study: optuna.Study) -> bool:
+    """True once a grid sampler has evaluated every point (more would repeat points)."""
+    sampler = study.sampler
+    return isinstance(sampler, optuna.samplers.GridSampler) and sampler.is_exhausted(study)
+
+
+def _make_sqlite_parent(storage: str | None) -> None:
+    # SQLite creates the file but not its folder; sqlite:///outputs/optuna.db would
+    # otherwise fail on a fresh checkout where outputs/ does not exist yet.
+    prefix = "sqlite:///"
+    if storage is None or not storage.startswith(prefix):
+        return
+    path = storage[len(prefix) :].split("?", 1)[0]
+    if path and path != ":memory:":
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
