@@ -63,6 +63,11 @@ def summary(cfg, result) -> str:
     m = result.metrics
     names = [d.name for d in cfg.shift.datasets]
     lines = ["", "── result " + "─" * 50]
+    s0 = result.stage0
+    if "unigram_entropy" in s0:
+        d0, h = names[0], s0["unigram_entropy"]
+        loss = s0["val"][d0]
+        lines.append(f"  stage 0 {d0:<22} {loss:.4f} nats (unigram entropy {h:.4f} nats: {loss / h - 1:+.0%})")
     for n in names:
         lines.append(f"  final {n:<24} {m[f'final/{n}/loss']:.4f} nats")
     lines += [

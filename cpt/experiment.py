@@ -33,6 +33,7 @@ class RunResult:
     metrics: dict[str, float]
     run_id: str
     prefix_hits: list[bool]
+    stage0: dict = field(default_factory=dict)  # the cached stage-0 result (val losses, unigram entropy)
 
     def objective(self, objective):
         if isinstance(objective, (list, tuple)):
@@ -61,7 +62,7 @@ def run(cfg: RunConfig, ctx: RunContext, say=print) -> RunResult:
     torch.manual_seed(cfg.seed)
     model = build_model(cfg.model, cfg.model.padded_vocab(data.vocab_size))
     evals = {name: dict() for name in names}  # dataset -> its loss at the end of its own stage
-    offset, hits, entry = 0, [], None
+    offset, hits, entry, stage0 = 0, [], None, {}
     for stage in stages[:-1]:  # the prefix: cached, or trained once and cached
         key = prefix_key(cfg, stages, stage.index)
         with cache.lock(key):
@@ -81,6 +82,7 @@ def run(cfg: RunConfig, ctx: RunContext, say=print) -> RunResult:
                 loaders = val_loaders(cfg, data)
                 cache.add_val(cached, evaluate(model, {n: loaders[n] for n in missing}, "cpu"))
         entry = cached
+        stage0 = stage0 or entry.result
         evals[names[stage.dataset]] = entry.result["val"][names[stage.dataset]]
         offset = entry.result["end_tokens"]
     if entry is not None:
@@ -109,7 +111,7 @@ def run(cfg: RunConfig, ctx: RunContext, say=print) -> RunResult:
     except BaseException:
         log.end("FAILED")
         raise
-    return RunResult(metrics, log.run_id, hits)
+    return RunResult(metrics, log.run_id, hits, stage0)
 
 
 def _train_prefix(cfg, ctx, stage: Stage, key, model, data, tracker, tags, params, offset, say):
