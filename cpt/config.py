@@ -16,9 +16,9 @@ from typing import Any
 
 from cpt.errors import UserError
 from cpt.model import ModelSpec
+from cpt.schedules import INFINITE, NAMES as SCHEDULES, WSD_SHAPES
 
 GROUPS = ("model", "shift", "schedule", "recipe", "trainer", "tracking")
-SCHEDULES = ("cosine",)
 RECIPES = ("cpt",)
 
 
@@ -43,14 +43,60 @@ class Pretrain:
 
     warmup: float = 0.01  # fraction of stage 0's steps
     lr: LR = field(default_factory=LR)
-    schedule: str = "cosine"  # a conf/schedule option name
+    schedule: str = "cosine"  # a conf/schedule option name (default: the schedule's pretrain_schedule)
 
 
 @dataclass
 class Schedule:
-    """LR shape of continual stages (conf/schedule/<name>.yaml)."""
+    """LR shape of continual stages (conf/schedule/<name>.yaml). Its knobs also shape stage 0
+    when `pretrain.schedule` names a schedule that has them; unset knobs keep these defaults.
+    Fractions are of the stage's optimizer steps T."""
 
     name: str = "cosine"
+    # Default of the root `pretrain.schedule` that goes with this schedule: cosine, except for the
+    # infinite schedules, which span the whole chain (stage 0 runs warm-up and cooldown).
+    pretrain_schedule: str = "cosine"
+    cooldown: float = 0.6  # infinite-*: T_cd/T, cooldown from η_max to η_const after the warm-up
+    constant_until: float = 0.85  # infinite-*: T_c/T, constant η_const until τ = T_c, then the anneal
+    alpha: float = 10.0  # infinite-invsqrt: α of the inverse-sqrt cooldown
+    lr_const: float | None = None  # infinite-*: η_const; null = (η_max + η_min)/2 of stage 0 (1.65e-4)
+    decay: float = 0.2  # wsd: length of the final decay to η_min
+    decay_shape: str = "linear"  # wsd: linear | cosine | 1-sqrt
+
+    def eta_const(self, pretrain_lr: LR) -> float:
+        if self.lr_const is not None:
+            return self.lr_const
+        return (pretrain_lr.max + pretrain_lr.max * pretrain_lr.min_ratio) / 2
+
+    def check(self, cfg: "RunConfig") -> None:
+        """Range checks of the knobs, and of how they fit each stage that uses them."""
+        p = cfg.pretrain
+        _check(self.name in SCHEDULES, "schedule", self.name, ", ".join(SCHEDULES))
+        _check(p.schedule in SCHEDULES, "pretrain.schedule", p.schedule, ", ".join(SCHEDULES))
+        _check(self.name not in INFINITE or p.schedule == self.name, "pretrain.schedule", p.schedule,
+               f"{self.name} when schedule={self.name} (an infinite schedule spans the whole chain)")
+        _check(0 <= self.constant_until < 1, "schedule.constant_until", self.constant_until,
+               "0 <= schedule.constant_until < 1")
+        _check(0 <= self.cooldown <= self.constant_until, "schedule.cooldown", self.cooldown,
+               f"0 <= schedule.cooldown <= schedule.constant_until ({self.constant_until:g})")
+        _check(self.alpha > 0, "schedule.alpha", self.alpha, "> 0")
+        _check(0 < self.decay <= 1, "schedule.decay", self.decay, "0 < schedule.decay <= 1")
+        _check(self.decay_shape in WSD_SHAPES, "schedule.decay_shape", self.decay_shape, ", ".join(WSD_SHAPES))
+        # Only stage 0 of an infinite chain warms up (later stages continue at η_const).
+        uses = [("pretrain.", p.schedule, p.warmup, p.lr),
+                ("", self.name, 0.0 if self.name in INFINITE else cfg.warmup, cfg.lr)]
+        for prefix, name, warmup, lr in uses:
+            if name in INFINITE:
+                _check(warmup + self.constant_until < 1, "schedule.constant_until", self.constant_until,
+                       f"{prefix}warmup + schedule.constant_until < 1 ({prefix}warmup={warmup:g}; "
+                       "the anneal needs steps)")
+                lo, hi = lr.max * lr.min_ratio, lr.max
+                eta = self.eta_const(p.lr)
+                _check(0 < eta and lo <= eta <= hi, "schedule.lr_const", eta,
+                       f"{lo:g} <= schedule.lr_const <= {hi:g} (η_min..η_max of {prefix}lr)")
+            if name == "wsd":
+                _check(warmup + self.decay <= 1, "schedule.decay", self.decay,
+                       f"{prefix}warmup + schedule.decay <= 1 ({prefix}warmup={warmup:g})")
 
 
 @dataclass
@@ -148,8 +194,7 @@ class RunConfig:
         self.lr.check("")
         self.pretrain.lr.check("pretrain.")
         _check(0 <= self.pretrain.warmup < 1, "pretrain.warmup", self.pretrain.warmup, "0 <= pretrain.warmup < 1")
-        _check(self.schedule.name in SCHEDULES, "schedule", self.schedule.name, ", ".join(SCHEDULES))
-        _check(self.pretrain.schedule in SCHEDULES, "pretrain.schedule", self.pretrain.schedule, ", ".join(SCHEDULES))
+        self.schedule.check(self)
         _check(self.recipe.name in RECIPES, "recipe", self.recipe.name, ", ".join(RECIPES))
         _check(len(self.shift.datasets) >= 2, "shift.datasets", len(self.shift.datasets), "at least 2 datasets")
         names = [d.name for d in self.shift.datasets]

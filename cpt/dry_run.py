@@ -7,6 +7,7 @@ from cpt.config import RunConfig
 from cpt.identity import prefix_key
 from cpt.model import flops_per_token, n_params
 from cpt.plan import build_plan
+from cpt.schedules import describe as describe_schedule
 
 # Measured on the 2-core CPU of STACK.md (tiny model, fp32): used only for the time estimate.
 CPU_FLOPS_PER_S = 4e9
@@ -29,7 +30,7 @@ def describe(cfg: RunConfig, choices: dict) -> str:
         total_flops += 0 if cached else flops
         replay = f", replay {s.replay:.1%} from {', '.join(cfg.shift.datasets[i].name for i in range(len(s.replay_weights)))}" if s.replay else ""
         lines.append(f"  stage {s.index} {d.name}: {s.steps:,} steps, {s.tokens:,} tokens, "
-                     f"{s.schedule.name} warmup {s.schedule.warmup:g} lr {s.schedule.lr_max:g}→{s.schedule.lr_min:g}"
+                     f"{describe_schedule(s.schedule)}{', from the pre-anneal weights' if s.from_pre_anneal else ''}"
                      f"{replay}, {flops:.3g} FLOPs" + (f"  [cached {key[:12]}]" if cached else ""))
     est = total_flops / CPU_FLOPS_PER_S if cfg.trainer.accelerator == "cpu" else None
     lines.append(f"to train: {total_flops:.3g} FLOPs" + (f", ~{est / 60:.1f} min on this CPU" if est else ""))

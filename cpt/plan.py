@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from cpt.config import RunConfig
-from cpt.schedules import ScheduleSpec
+from cpt.schedules import INFINITE, ScheduleSpec, stage_spec
 
 
 @dataclass(frozen=True)
@@ -19,13 +19,18 @@ class Stage:
     replay_weights: tuple[float, ...]  # split of the replay share over those datasets
     from_scratch: bool  # random initialisation (else: the previous stage's weights)
     init: str | None = None  # a pretrained checkpoint instead of random weights
+    # Start from the previous stage's pre-anneal weights (an infinite schedule continues at
+    # η_const from them), not from its annealed, evaluated ones.
+    from_pre_anneal: bool = False
 
 
 def _schedule(cfg: RunConfig, stage_index: int) -> ScheduleSpec:
-    if stage_index == 0:
-        p = cfg.pretrain
-        return ScheduleSpec(p.schedule, p.warmup, p.lr.max, p.lr.max * p.lr.min_ratio)
-    return ScheduleSpec(cfg.schedule.name, cfg.warmup, cfg.lr.max, cfg.lr.max * cfg.lr.min_ratio)
+    s = cfg.schedule
+    name, warmup, lr = (cfg.pretrain.schedule, cfg.pretrain.warmup, cfg.pretrain.lr) if stage_index == 0 \
+        else (s.name, cfg.warmup, cfg.lr)
+    return stage_spec(name, warmup, lr.max, lr.max * lr.min_ratio, continues=stage_index > 0,
+                      cooldown=s.cooldown, constant_until=s.constant_until, alpha=s.alpha,
+                      lr_const=s.eta_const(cfg.pretrain.lr), decay=s.decay, decay_shape=s.decay_shape)
 
 
 def build_plan(cfg: RunConfig) -> list[Stage]:
@@ -40,8 +45,9 @@ def build_plan(cfg: RunConfig) -> list[Stage]:
         replay = cfg.replay if k > 0 else 0.0
         total_fresh = sum(fresh)
         weights = tuple(f / total_fresh for f in fresh) if k > 0 else ()
-        stages.append(Stage(k, k, steps, steps * cfg.batch.tokens, _schedule(cfg, k), replay, weights,
-                            from_scratch=k == 0))
+        spec = _schedule(cfg, k)
+        stages.append(Stage(k, k, steps, steps * cfg.batch.tokens, spec, replay, weights,
+                            from_scratch=k == 0, from_pre_anneal=k > 0 and spec.name in INFINITE))
         fresh.append(steps * cfg.batch.tokens * (1 - replay))
     return stages
 
