@@ -1,7 +1,9 @@
 """The stage-prefix cache: weights and end-of-stage metrics of stages 0..k, by prefix key.
 
 An entry is a directory `cache/<key>/` with `weights.pt` (weights only: the papers restart the
-optimizer at every stage) and `result.json`. It is written under a temporary name and renamed,
+optimizer at every stage) and `result.json`; a stage with an infinite schedule also keeps
+`pre_anneal.pt`, the weights before its anneal, which the chain's next stage continues from
+(`weights.pt` is the annealed model, the one evaluated). It is written under a temporary name and renamed,
 so a half-written entry is never seen. Concurrent jobs needing the same prefix serialise on an
 `flock`: the first trains it, the others wait and then find the entry. The OS drops the lock of
 a crashed process, so a dead job never blocks the others.
@@ -29,10 +31,14 @@ class Entry:
     def weights(self) -> Path:
         return self.path / "weights.pt"
 
-    def load_weights(self):
+    @property
+    def pre_anneal(self) -> Path:
+        return self.path / "pre_anneal.pt"
+
+    def load_weights(self, path: Path | None = None):
         import torch
 
-        return torch.load(self.weights, map_location="cpu", weights_only=True)
+        return torch.load(path or self.weights, map_location="cpu", weights_only=True)
 
 
 class PrefixCache:
@@ -48,12 +54,14 @@ class PrefixCache:
         self._touch(entry)
         return entry
 
-    def put(self, key: str, state_dict, result: dict) -> Entry:
+    def put(self, key: str, state_dict, result: dict, pre_anneal=None) -> Entry:
         import torch
 
         final = self.root / key
         with atomic_dir(final) as tmp:
             torch.save(state_dict, tmp / "weights.pt")
+            if pre_anneal is not None:
+                torch.save(pre_anneal, tmp / "pre_anneal.pt")
             (tmp / "result.json").write_text(json.dumps(result, indent=1, sort_keys=True))
         return Entry(key, final, result)
 

@@ -95,3 +95,25 @@ class StageProgressBar(TQDMProgressBar):
 
     def get_metrics(self, trainer, module):
         return {"loss": f"{float(module.last_loss):.3f}", "lr": f"{module.last_lr:.2e}"}
+
+
+class PreAnneal(L.Callback):
+    """Copies the weights before optimizer step `at_step` (the first step of an anneal) to CPU:
+    the checkpoint the next stage of an infinite schedule continues from. If the anneal has no
+    whole step (at_step == T) the copy is the final weights. The first micro-batch of that step
+    comes before its update, so the copy is taken there whatever the gradient accumulation."""
+
+    def __init__(self, at_step: int):
+        self.at_step = at_step
+        self.state_dict: dict | None = None
+
+    def _take(self, module) -> None:
+        self.state_dict = {k: v.detach().to("cpu", copy=True) for k, v in module.model.state_dict().items()}
+
+    def on_train_batch_start(self, trainer, module, batch, batch_idx):
+        if self.state_dict is None and trainer.global_step == self.at_step:
+            self._take(module)
+
+    def on_train_end(self, trainer, module):
+        if self.state_dict is None:
+            self._take(module)

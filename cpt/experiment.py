@@ -68,9 +68,9 @@ def run(cfg: RunConfig, ctx: RunContext, say=print) -> RunResult:
         with cache.lock(key):
             cached = cache.get(key)
             if cached is None:
-                if entry is not None:
-                    model.load_state_dict(entry.load_weights())
-                cached = _train_prefix(cfg, ctx, stage, key, model, data, tracker, tags, params, offset, say)
+                init = _load_start(model, entry, stage)
+                cached = _train_prefix(cfg, ctx, stage, key, model, data, tracker,
+                                       {**tags, "cpt.init_weights": init}, params, offset, say)
                 hits.append(False)
             else:
                 hits.append(True)
@@ -84,12 +84,14 @@ def run(cfg: RunConfig, ctx: RunContext, say=print) -> RunResult:
         entry = cached
         stage0 = stage0 or entry.result
         evals[names[stage.dataset]] = entry.result["val"][names[stage.dataset]]
-        offset = entry.result["end_tokens"]
-    if entry is not None:
-        model.load_state_dict(entry.load_weights())
+        # Tokens the next stage's starting weights have seen: an infinite schedule continues from
+        # before the anneal, so the annealed tail is a branch off the chain, not part of it.
+        offset = entry.result["pre_anneal_tokens" if stages[stage.index + 1].from_pre_anneal else "end_tokens"]
 
     last = stages[-1]
+    init = _load_start(model, entry, last)
     run_tags = {**tags, "cpt.kind": "run", "cpt.stage": last.index, "cpt.run_key": run_key(cfg, stages),
+                "cpt.init_weights": init,
                 "cpt.prefix_key": entry.key if entry else "", "cpt.prefix_run_id": entry.result["run_id"] if entry else "",
                 "cpt.prefix_cached": all(hits)}
     log = tracker.start_run(ctx.run_name, params, run_tags)
@@ -114,7 +116,20 @@ def run(cfg: RunConfig, ctx: RunContext, say=print) -> RunResult:
     return RunResult(metrics, log.run_id, hits, stage0)
 
 
+def _load_start(model, entry, stage: Stage) -> str:
+    """Load the weights `stage` starts from: the previous stage's annealed (evaluated) weights,
+    or its pre-anneal weights where an infinite schedule continues. Returns the file ('' = a
+    fresh model)."""
+    if entry is None:
+        return ""
+    path = entry.pre_anneal if stage.from_pre_anneal else entry.weights
+    model.load_state_dict(entry.load_weights(path))
+    return str(path)
+
+
 def _train_prefix(cfg, ctx, stage: Stage, key, model, data, tracker, tags, params, offset, say):
+    from cpt.callbacks import PreAnneal
+    from cpt.schedules import anneal_start_step
     from cpt.train import train_stage
 
     name = cfg.shift.datasets[stage.dataset].name
@@ -122,14 +137,21 @@ def _train_prefix(cfg, ctx, stage: Stage, key, model, data, tracker, tags, param
     log = tracker.start_run(f"prefix-{stage.index}-{key[:8]}", params,
                             {**tags, "cpt.kind": "prefix", "cpt.stage": stage.index, "cpt.prefix_key": key})
     try:
-        cb = train_stage(cfg, stage, model, data, log.log_metrics, offset, f"stage {stage.index} {name}")
+        anneal = anneal_start_step(stage.schedule, stage.steps)
+        snap = PreAnneal(anneal) if anneal is not None else None
+        cb = train_stage(cfg, stage, model, data, log.log_metrics, offset, f"stage {stage.index} {name}",
+                         callbacks=[snap] if snap else [])
         val = cb.evals[stage.steps]
         result = {"val": val, "val_at_start": cb.evals[0], "end_tokens": offset + stage.tokens,
                   "tokens": stage.tokens, "run_id": log.run_id, "stage": stage.index}
+        if snap:
+            result.update(pre_anneal_step=anneal, pre_anneal_tokens=offset + anneal * cfg.batch.tokens,
+                          val_pre_anneal=cb.evals[anneal])
         if stage.index == 0:
             result["unigram_entropy"] = unigram_entropy(data.shards[name].array("train"))
             log.log_metrics({"data/unigram_entropy": result["unigram_entropy"]}, 0)
-        entry = PrefixCache(cfg.paths.root / "cache").put(key, model.state_dict(), result)
+        entry = PrefixCache(cfg.paths.root / "cache").put(key, model.state_dict(), result,
+                                                          pre_anneal=snap.state_dict if snap else None)
         log.end("FINISHED")
     except BaseException:
         log.end("FAILED")

@@ -41,6 +41,7 @@ def _stage_identity(cfg, stage) -> dict:
         "replay_weights": list(stage.replay_weights),
         "from_scratch": stage.from_scratch,
         "init": stage.init,
+        "from_pre_anneal": stage.from_pre_anneal,
     }
 
 

@@ -12,7 +12,7 @@ from cpt.data.prepare import PreparedData
 from cpt.data.windows import StageSequences, TokenWindows, ValWindows
 from cpt.model import flops_per_token
 from cpt.plan import Stage, eval_steps
-from cpt.schedules import lr_at, warmup_steps
+from cpt.schedules import anneal_start_step, lr_at, warmup_steps
 
 warnings.filterwarnings("ignore", message=".*does not have many workers.*")
 warnings.filterwarnings("ignore", message=".*`isinstance\\(treespec, LeafSpec\\)`.*")
@@ -44,8 +44,9 @@ def stage_sequences(cfg: RunConfig, stage: Stage, data: PreparedData, start: int
 
 
 def train_stage(cfg: RunConfig, stage: Stage, model, data: PreparedData, sink, token_offset: int,
-                title: str):
-    """Train `model` in place for one stage; returns the StageMetrics callback (its evals)."""
+                title: str, callbacks=()):
+    """Train `model` in place for one stage; returns the StageMetrics callback (its evals).
+    `callbacks`: more Lightning callbacks (e.g. PreAnneal, the copy before an anneal)."""
     import lightning as L
 
     from cpt.callbacks import StageMetrics, StageProgressBar
@@ -59,9 +60,12 @@ def train_stage(cfg: RunConfig, stage: Stage, model, data: PreparedData, sink, t
     module = StageModule(model, lambda t: lr_at(t, T, stage.schedule), T)
     loader = torch.utils.data.DataLoader(stage_sequences(cfg, stage, data),
                                          batch_size=cfg.batch.micro_sequences, shuffle=False, drop_last=True)
+    evals_at = eval_steps(T, warmup_steps(stage.schedule, T), cfg.eval.interval_steps, cfg.eval.warmup_interval_steps)
+    anneal = anneal_start_step(stage.schedule, T)
+    if anneal is not None:  # the pre-anneal model's losses: what the anneal adds on top
+        evals_at.append(anneal)
     metrics = StageMetrics(
-        sink, val_loaders(cfg, data),
-        eval_steps(T, warmup_steps(stage.schedule, T), cfg.eval.interval_steps, cfg.eval.warmup_interval_steps),
+        sink, val_loaders(cfg, data), evals_at,
         cfg.log_interval_steps, token_offset, cfg.batch.tokens, accum,
         flops_per_token(cfg.model, data.vocab_size))
     trainer = L.Trainer(
@@ -71,7 +75,7 @@ def train_stage(cfg: RunConfig, stage: Stage, model, data: PreparedData, sink, t
         gradient_clip_val=1.0,  # both papers clip the global gradient norm at 1.0
         logger=False, enable_checkpointing=False, enable_model_summary=False,
         num_sanity_val_steps=0, limit_val_batches=0,
-        callbacks=[metrics, StageProgressBar(title)],
+        callbacks=[metrics, StageProgressBar(title), *callbacks],
     )
     trainer.fit(module, loader)
     return metrics
