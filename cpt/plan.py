@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from cpt.config import RunConfig
-from cpt.schedules import INFINITE, ScheduleSpec, stage_spec
+from cpt.schedules import INFINITE, ScheduleSpec, anneal_start_step, stage_spec
 
 
 @dataclass(frozen=True)
@@ -60,3 +60,14 @@ def eval_steps(total_steps: int, warmup_steps: int, interval: int, warmup_interv
     steps.update(range(0, min(total_steps, 2 * warmup_steps), warmup_interval))
     steps.add(total_steps)
     return sorted(steps)
+
+
+def stage_starts(stages: list[Stage], batch_tokens: int) -> list[int]:
+    """Tokens the starting weights of each stage have seen since the chain began (the step axis):
+    the previous start plus the previous stage's steps, or only its steps before the anneal when
+    the stage continues from the pre-anneal weights (the annealed tail is a branch off the chain)."""
+    starts = [0]
+    for prev, stage in zip(stages, stages[1:]):
+        steps = anneal_start_step(prev.schedule, prev.steps) if stage.from_pre_anneal else prev.steps
+        starts.append(starts[-1] + steps * batch_tokens)
+    return starts

@@ -6,4 +6,5 @@ Modules are imported only when their command runs, so `cpt --help` stays fast.
 # name -> (module, one-line help)
 COMMANDS: dict[str, tuple[str, str]] = {
     "plan": ("cpt.commands.plan", "print what `python run.py <overrides>` would train (a dry run)"),
+    "schedule": ("cpt.commands.schedule", "draw the learning rate of a whole chain over tokens (PNG)"),
 }
