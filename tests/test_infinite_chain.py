@@ -16,21 +16,27 @@ from cpt.identity import prefix_key
 from cpt.plan import build_plan
 from cpt.schedules import lr_at
 
-from conftest import TINY_STEPS
+from conftest import CONF, TINY_STEPS
 from test_end_to_end import client, run_tiny, runs_of_kind
 
 pytestmark = pytest.mark.slow
 
-SRC = "{type: synthetic, language: en, topic_weights: [%s], split: %d}"
-D1_TOPICS = "0.05, 0.05, 0.15, 0.15, 0.3, 0.3"
-THREE_SPLIT = [
-    "shift.datasets=["
-    + ", ".join(f"{{name: {n}, tokens: {TINY_STEPS * 512}, val_tokens: 1024, source: {SRC % (w, s)}}}"
-                for n, w, s in [("syn-en-a", "0.3, 0.3, 0.2, 0.2, 0.0, 0.0", 0), ("syn-en-b", D1_TOPICS, 1),
-                                ("syn-en-c", D1_TOPICS, 2)])
-    + "]",
-    "schedule=infinite-cosine", "schedule.cooldown=0.4", "schedule.constant_until=0.6",
-]
+
+
+def _three_split() -> str:
+    """synthetic-weak's two datasets (so their prepared shards are reused) and a third: another
+    split of D1's distribution."""
+    import yaml
+
+    d0, d1 = yaml.safe_load((CONF / "shift" / "synthetic-weak.yaml").read_text())["datasets"]
+    d2 = {**d1, "name": "syn-en-c", "source": {**d1["source"], "topic_weights": list(d1["source"]["topic_weights"]),
+                                                "split": 2}}  # a copy: no YAML alias in the override
+    tiny = {"tokens": TINY_STEPS * 512, "val_tokens": 1024}
+    items = [{**d, **tiny} for d in (d0, d1, d2)]
+    return "shift.datasets=" + yaml.safe_dump(items, default_flow_style=True, width=10_000).strip()
+
+
+THREE_SPLIT = [_three_split(), "schedule=infinite-cosine", "schedule.cooldown=0.4", "schedule.constant_until=0.6"]
 ETA_CONST = (3e-4 + 3e-5) / 2  # 1.65e-4
 
 
