@@ -3,8 +3,8 @@
 An entry is a directory `cache/<key>/` with `weights.pt` (weights only: the papers restart the
 optimizer at every stage) and `result.json`; a stage with an infinite schedule also keeps
 `pre_anneal.pt`, the weights before its anneal, which the chain's next stage continues from
-(`weights.pt` is the annealed model, the one evaluated). It is written under a temporary name and renamed,
-so a half-written entry is never seen. Concurrent jobs needing the same prefix serialise on an
+(`weights.pt` is the annealed model, the one evaluated). It is written under a temporary name
+and renamed, so a half-written entry is never seen. Concurrent jobs needing the same prefix serialise on an
 `flock`: the first trains it, the others wait and then find the entry. The OS drops the lock of
 a crashed process, so a dead job never blocks the others.
 """
