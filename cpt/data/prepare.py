@@ -1,4 +1,8 @@
-"""Turn a run's shift into a tokenizer and one token shard per dataset (built once, reused)."""
+"""Turn a run's shift into a tokenizer and one token shard per dataset (built once, reused).
+
+Order matters for bad input: every dataset's source is resolved first (globs, files, the hub),
+so a wrong path in the last dataset fails in a second, not after the first dataset's shard.
+"""
 
 from __future__ import annotations
 
@@ -8,7 +12,8 @@ from pathlib import Path
 
 from cpt.config import RunConfig
 from cpt.data import shards as shard_io
-from cpt.data.sources import documents
+from cpt.data.build import build_shard
+from cpt.data.sources import source_identity, units
 from cpt.data.tokenizer import eos_id, fingerprint, load_tokenizer
 
 BPE_TRAINING_DOCS = 4000  # D0 documents the BPE learns from (~5 MB of text is plenty at 1k merges)
@@ -25,31 +30,37 @@ class PreparedData:
         return self.tokenizer.get_vocab_size()
 
 
+def _key(i: int) -> str:
+    return f"shift.datasets.{i}.source"
+
+
+def dataset_identity(cfg: RunConfig, i: int) -> dict:
+    return {"source": source_identity(cfg.shift.datasets[i].source, _key(i))}
+
+
 def shard_path(cfg: RunConfig, i: int, tokenizer_fp: str) -> Path:
     d = cfg.shift.datasets[i]
-    key = shard_io.shard_key(d.identity(), d.tokens, d.val_tokens, tokenizer_fp)
+    key = shard_io.shard_key(dataset_identity(cfg, i), d.tokens, d.val_tokens, tokenizer_fp)
     return cfg.paths.root / "data" / f"{d.name}-{key}"
 
 
-def prepare(cfg: RunConfig, progress=None) -> PreparedData:
-    d0 = cfg.shift.datasets[0]
+def prepare(cfg: RunConfig, progress: bool | None = None, workers: int | None = None,
+            on_part=None) -> PreparedData:
+    """Tokenizer and shards of every dataset; `progress` None = a bar when stderr is a terminal."""
+    sources = [units(d.source, _key(i)) for i, d in enumerate(cfg.shift.datasets)]
     tok = load_tokenizer(
         cfg.tokenizer,
         cfg.paths.root / "tokenizers",
-        d0.identity(),
+        dataset_identity(cfg, 0),
         cfg.shift.bpe_vocab_size,
-        lambda: itertools.islice(documents(d0.source, "shift.datasets.0.source"), BPE_TRAINING_DOCS),
+        lambda: itertools.islice(itertools.chain.from_iterable(u.documents() for u in sources[0]),
+                                 BPE_TRAINING_DOCS),
     )
     fp = fingerprint(tok)
     eos = eos_id(tok)
     built = {}
     for i, d in enumerate(cfg.shift.datasets):
-        path = shard_path(cfg, i, fp)
-        shard = shard_io.open_shard(path, fp)
-        if shard is None:
-            docs = documents(d.source, f"shift.datasets.{i}.source")
-            tick = progress(f"tokenizing {d.name}", d.tokens) if progress else None
-            shard = shard_io.build_shard(path, d.name, d.identity(), docs, tok, eos, d.tokens,
-                                         d.val_tokens, fp, progress=tick)
-        built[d.name] = shard
+        built[d.name] = build_shard(shard_path(cfg, i, fp), d.name, dataset_identity(cfg, i), sources[i],
+                                    tok, eos, d.tokens, d.val_tokens, fp, workers=workers,
+                                    progress=progress, on_part=on_part)
     return PreparedData(tok, fp, built)

@@ -26,6 +26,7 @@ that yields no document at all is an error, so a wrong path or field never train
 
 from __future__ import annotations
 
+import functools
 import glob
 import gzip
 import io
@@ -522,8 +523,12 @@ def iter_hf_documents(
     text_field: str = DEFAULT_TEXT_FIELD,
     key: str = "data",
     data_files: Any = None,
+    shard: tuple[int, int] | None = None,
 ) -> Iterator[str]:
     """Stream the non-empty documents of a Hugging Face dataset split (``streaming=True``).
+
+    `shard` = (index, count) reads only that contiguous part of the split (a streamed dataset's
+    shards are its files, in order), so shards 0..count-1 together are the whole split.
 
     `path` is a hub id (``monology/pile-uncopyrighted``) or a packaged builder (``"json"``,
     ``"parquet"``, ``"text"``) reading `data_files` locally. The dataset is opened now, so a
@@ -532,20 +537,12 @@ def iter_hf_documents(
     do not exist, a record lacks `text_field` or holds a non-string there, or the split holds
     no document.
     """
-    label = path if name is None else f"{path} (config {name})"
-    try:
-        import datasets
-    except ImportError as e:
-        raise UserError(
-            f"{key}: reading the Hugging Face dataset {label} needs the 'datasets' package "
-            "(pip install 'cpt[hf]'); or read local copies with shift=files "
-            "shift.upstream=... shift.downstream=..."
-        ) from e
-    try:
-        dataset = datasets.load_dataset(path, name, split=split, streaming=True, data_files=data_files)
-    except Exception as e:
-        raise _hf_user_error(e, label, split, key) from e
-
+    label = _hf_label(path, name)
+    dataset = open_hf_dataset(path, name, split, key, data_files)
+    if shard is not None:
+        index, count = shard
+        dataset = dataset.shard(num_shards=count, index=index, contiguous=True)
+        label = f"{label} shard {index + 1}/{count}"
     features = getattr(dataset, "features", None)
     if features is not None and text_field not in features:
         columns = ", ".join(repr(c) for c in list(features)[:30]) or "none"
@@ -555,6 +552,39 @@ def iter_hf_documents(
         )
     source = f"Hugging Face dataset {label} split '{split}'"
     return _checked(_hf_records(dataset, source, label, split, text_field, key), source, key)
+
+
+def _hf_label(path: str, name: str | None) -> str:
+    return path if name is None else f"{path} (config {name})"
+
+
+def hf_num_shards(path: str, name: str | None, split: str, key: str = "data", data_files: Any = None) -> int:
+    """How many shards (files, for the hub's file-based datasets) the streamed split has."""
+    return int(open_hf_dataset(path, name, split, key, data_files).n_shards)
+
+
+def open_hf_dataset(path: str, name: str | None, split: str, key: str = "data", data_files: Any = None):
+    """The streamed split, opened once per process (resolving a hub dataset's files is slow)."""
+    frozen = json.dumps(data_files, sort_keys=True) if data_files is not None else None
+    return _open_hf_cached(path, name, split, key, frozen)
+
+
+@functools.lru_cache(maxsize=16)
+def _open_hf_cached(path: str, name: str | None, split: str, key: str, data_files_json: str | None):
+    label = _hf_label(path, name)
+    data_files = json.loads(data_files_json) if data_files_json is not None else None
+    try:
+        import datasets
+    except ImportError as e:
+        raise UserError(
+            f"{key}: reading the Hugging Face dataset {label} needs the 'datasets' package "
+            "(pip install 'cpt[hf]'); or read local copies with shift=files "
+            "shift.upstream=... shift.downstream=..."
+        ) from e
+    try:
+        return datasets.load_dataset(path, name, split=split, streaming=True, data_files=data_files)
+    except Exception as e:
+        raise _hf_user_error(e, label, split, key) from e
 
 
 def _hf_records(

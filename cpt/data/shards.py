@@ -2,8 +2,11 @@
 
 Built once per (dataset identity, budget, tokenizer fingerprint) and memory-mapped by every run
 that needs them. The split is at document level and fixed: documents 0, VAL_EVERY, 2·VAL_EVERY…
-go to validation until it holds `val_tokens`, all others to training, so the two never share a
-document and the split does not depend on the training budget. Each document ends with EOS.
+(counted over the whole source, in order) go to validation until it holds `val_tokens`, all
+others to training, so the two never share a document and the split does not depend on the
+training budget or on how the source was cut into parts. Each document ends with EOS. Both
+arrays hold one token more than their budget so the last window still has a target; the
+document that crosses a budget is cut there.
 """
 
 from __future__ import annotations
@@ -12,8 +15,6 @@ import hashlib
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable, Iterator
-
 import numpy as np
 
 from cpt.errors import UserError
@@ -21,7 +22,7 @@ from cpt.storage import atomic_dir
 
 FORMAT = 1
 VAL_EVERY = 10
-ENCODE_BATCH_DOCS = 512
+COPY_TOKENS = 1 << 24  # tokens copied per write when merging parts (64 MB of uint32)
 
 
 @dataclass(frozen=True)
@@ -62,26 +63,59 @@ def open_shard(path: Path, tokenizer_fp: str) -> Shard | None:
     return shard
 
 
-def build_shard(path: Path, name: str, identity: dict, docs: Iterable[str], tok, eos: int,
-                train_tokens: int, val_tokens: int, tokenizer_fp: str, progress=None) -> Shard:
-    """Tokenize `docs` into train/val arrays of at most train_tokens / val_tokens tokens.
+def route(lengths, first_doc: int, have: dict, want: dict) -> list[tuple[str, int, int]]:
+    """Where a part's tokens go: (split, offset, count) segments in order; updates `have`.
 
-    `train_tokens` is a cap: a source with fewer tokens gives a smaller shard (the stage then
-    reads it more than once, and the plan says so). Arrays hold one extra token so the last
-    window still has a target.
+    `lengths` are the part's document lengths, `first_doc` the index of its first document in
+    the whole source. Once validation is full every later document is training data, so the
+    rest of the part is one segment (a 300B-token source is not routed document by document).
     """
-    dtype = "uint16" if tok.get_vocab_size() <= 65535 else "uint32"
+    segments: list[tuple[str, int, int]] = []
+
+    def add(split: str, offset: int, count: int) -> None:
+        have[split] += count
+        last = segments[-1] if segments else None
+        if last and last[0] == split and last[1] + last[2] == offset:
+            segments[-1] = (split, last[1], last[2] + count)
+        else:
+            segments.append((split, offset, count))
+
+    offset, total = 0, int(np.sum(lengths, dtype=np.int64))
+    for i, n in enumerate(lengths):
+        if have["val"] >= want["val"]:
+            take = min(want["train"] - have["train"], total - offset)
+            if take > 0:
+                add("train", offset, take)
+            break
+        split = "val" if (first_doc + i) % VAL_EVERY == 0 else "train"
+        take = min(int(n), want[split] - have[split])
+        if take > 0:
+            add(split, offset, take)
+        offset += int(n)
+    return segments
+
+
+def full(have: dict, want: dict) -> bool:
+    return have["train"] >= want["train"] and have["val"] >= want["val"]
+
+
+def write_shard(path: Path, name: str, identity: dict, parts: list, dtype: str, train_tokens: int,
+                val_tokens: int, tokenizer_fp: str) -> Shard:
+    """Merge tokenized parts (in source order) into the shard at `path`, atomically."""
     want = {"train": train_tokens + 1, "val": val_tokens + 1}
     have = {"train": 0, "val": 0}
     with atomic_dir(path) as tmp:
         files = {s: open(tmp / f"{s}.bin", "wb") for s in want}
         try:
-            for split, ids in _split_encoded(docs, tok, eos, want, have):
-                take = ids[: want[split] - have[split]]
-                np.asarray(take, dtype=dtype).tofile(files[split])
-                have[split] += len(take)
-                if progress is not None and split == "train":
-                    progress(len(take))
+            first_doc = 0
+            for part in parts:
+                tokens = part.array(dtype)
+                for split, offset, count in route(part.lengths(), first_doc, have, want):
+                    for start in range(offset, offset + count, COPY_TOKENS):
+                        tokens[start : min(offset + count, start + COPY_TOKENS)].tofile(files[split])
+                first_doc += part.docs
+                if full(have, want):
+                    break
         finally:
             for f in files.values():
                 f.close()
@@ -92,25 +126,3 @@ def build_shard(path: Path, name: str, identity: dict, docs: Iterable[str], tok,
                     "dtype": dtype, "train_tokens": have["train"], "val_tokens": have["val"]}
         (tmp / "manifest.json").write_text(json.dumps(manifest, indent=1, sort_keys=True))
     return Shard(path, have["train"], have["val"], dtype)
-
-
-def _split_encoded(docs: Iterable[str], tok, eos: int, want: dict, have: dict) -> Iterator[tuple[str, list]]:
-    batch: list[str] = []
-    index = 0
-    for doc in docs:
-        batch.append(doc)
-        if len(batch) == ENCODE_BATCH_DOCS:
-            yield from _route(batch, index, tok, eos, want, have)
-            index += len(batch)
-            batch = []
-            if have["train"] >= want["train"] and have["val"] >= want["val"]:
-                return
-    yield from _route(batch, index, tok, eos, want, have)
-
-
-def _route(batch, start, tok, eos, want, have):
-    for offset, enc in enumerate(tok.encode_batch(batch) if batch else []):
-        val_turn = (start + offset) % VAL_EVERY == 0 and have["val"] < want["val"]
-        split = "val" if val_turn else "train"
-        if have[split] < want[split]:
-            yield split, enc.ids + [eos]
