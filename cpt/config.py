@@ -14,9 +14,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from cpt.data.sources import check_source
 from cpt.errors import UserError
 from cpt.model import ModelSpec
 from cpt.schedules import INFINITE, NAMES as SCHEDULES, WSD_SHAPES
+from cpt.shift_forms import expand_shift
 
 GROUPS = ("model", "shift", "schedule", "recipe", "trainer", "tracking")
 RECIPES = ("cpt",)
@@ -125,6 +127,14 @@ class Shift:
     datasets: list[DatasetSpec]
     tokenizer: str = "bpe"  # default of the root `tokenizer` key for this shift
     bpe_vocab_size: int = 1024  # vocabulary of the `bpe` tokenizer trained on D0
+    # Shorthands that shift YAMLs interpolate into `datasets` (cpt/shift_forms.py):
+    tokens: int | None = None  # every dataset's training budget unless datasets.<i>.tokens says otherwise
+    val_tokens: int | None = None  # every dataset's held-out tokens, likewise
+    text_field: str = "text"  # JSON field / parquet column holding the text (files and hf sources)
+    upstream: Any = None  # shift=files: D0's files, directories or globs (a string or a list)
+    downstream: Any = None  # shift=files: D1's, likewise
+    paths: list | None = None  # shift=files, N datasets: one entry per dataset (replaces up/downstream)
+    names: list | None = None  # names of the `paths` datasets (default d0, d1, ...)
 
 
 @dataclass
@@ -184,6 +194,7 @@ class RunConfig:
     eval: Eval = field(default_factory=Eval)
     log_interval_steps: int = 10  # train/loss, train/lr, perf/* every this many steps
     dry_run: bool = False  # print the plan and exit
+    export: bool = False  # save the final model as a Hugging Face directory (cpt/checkpoints.py)
     paths: Paths = field(default_factory=Paths)
     trainer: Trainer = field(default_factory=Trainer)
     tracking: Tracking = field(default_factory=Tracking)
@@ -204,6 +215,7 @@ class RunConfig:
                f"a positive multiple of model.seq_len ({seq})")
         _check(self.batch.micro_sequences > 0, "batch.micro_sequences", self.batch.micro_sequences, "> 0")
         for i, d in enumerate(self.shift.datasets):
+            check_source(d.source, f"shift.datasets.{i}.source")
             _check(d.tokens >= self.batch.tokens, f"shift.datasets.{i}.tokens", d.tokens,
                    f"at least one batch (batch.tokens={self.batch.tokens})")
             _check(d.val_tokens >= seq, f"shift.datasets.{i}.val_tokens", d.val_tokens,
@@ -228,7 +240,7 @@ def parse(cfg) -> RunConfig:
         data = OmegaConf.to_container(cfg, resolve=True)
     else:
         data = {k: v for k, v in dict(cfg).items() if k != "hydra"}
-    return _build(RunConfig, data, "")
+    return _build(RunConfig, expand_shift(data), "")
 
 
 def _build(cls, data: Any, prefix: str):

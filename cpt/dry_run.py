@@ -28,6 +28,10 @@ def describe(cfg: RunConfig, choices: dict) -> str:
         cached = s.index < len(stages) - 1 and cache.get(key) is not None
         flops = s.tokens * fpt
         total_flops += 0 if cached else flops
+        if s.init:
+            lines.append(f"  stage {s.index} {d.name}: the pretrained model.init={s.init}, loaded and evaluated "
+                         "(not trained)" + (f"  [cached {key[:12]}]" if cached else ""))
+            continue
         replay = f", replay {s.replay:.1%} from {', '.join(cfg.shift.datasets[i].name for i in range(len(s.replay_weights)))}" if s.replay else ""
         lines.append(f"  stage {s.index} {d.name}: {s.steps:,} steps, {s.tokens:,} tokens, "
                      f"{describe_schedule(s.schedule)}{', from the pre-anneal weights' if s.from_pre_anneal else ''}"

@@ -60,7 +60,9 @@ def run(cfg: RunConfig, ctx: RunContext, say=print) -> RunResult:
     params = {**ctx.params, **ctx.choices}
 
     torch.manual_seed(cfg.seed)
-    model = build_model(cfg.model, cfg.model.padded_vocab(data.vocab_size))
+    from cpt.checkpoints import vocab_rows
+
+    model = build_model(cfg.model, vocab_rows(cfg.model, data.vocab_size))
     evals = {name: dict() for name in names}  # dataset -> its loss at the end of its own stage
     offset, hits, entry, stage0 = 0, [], None, {}
     for stage in stages[:-1]:  # the prefix: cached, or trained once and cached
@@ -68,9 +70,14 @@ def run(cfg: RunConfig, ctx: RunContext, say=print) -> RunResult:
         with cache.lock(key):
             cached = cache.get(key)
             if cached is None:
-                init = _load_start(model, entry, stage)
-                cached = _train_prefix(cfg, ctx, stage, key, model, data, tracker,
-                                       {**tags, "cpt.init_weights": init}, params, offset, say)
+                if stage.init:  # model.init: the pretrained checkpoint is stage 0
+                    from cpt.init_stage import load_prefix
+
+                    cached = load_prefix(cfg, stage, key, model, data, tracker, tags, params, say)
+                else:
+                    init = _load_start(model, entry, stage)
+                    cached = _train_prefix(cfg, ctx, stage, key, model, data, tracker,
+                                           {**tags, "cpt.init_weights": init}, params, offset, say)
                 hits.append(False)
             else:
                 hits.append(True)
@@ -109,6 +116,12 @@ def run(cfg: RunConfig, ctx: RunContext, say=print) -> RunResult:
 
         metrics["compute/flops"] = last.tokens * flops_per_token(cfg.model, data.vocab_size)
         log.log_metrics(metrics, offset + last.tokens)
+        if cfg.export:
+            from cpt.checkpoints import export_dir, export_model
+
+            path = export_model(model, data.tokenizer, export_dir(cfg.paths.root, run_tags["cpt.run_key"]))
+            log.set_tags({"cpt.export_dir": str(path)})
+            say(f"exported the final model (Hugging Face format) to {path}")
         log.end("FINISHED")
     except BaseException:
         log.end("FAILED")

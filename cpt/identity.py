@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import os
 
 from cpt import __version__
 
@@ -26,18 +27,32 @@ def _major_minor() -> str:
 def _tokenizer_identity(cfg) -> dict:
     # A BPE is a function of D0's source and its vocabulary size; a named/path tokenizer of itself.
     if cfg.tokenizer == "bpe":
-        return {"bpe": cfg.shift.bpe_vocab_size, "trained_on": cfg.shift.datasets[0].source}
+        return {"bpe": cfg.shift.bpe_vocab_size, "trained_on": _source(cfg, 0)}
+    if os.path.exists(cfg.tokenizer):  # a file: by its content, so an edited file is another tokenizer
+        path = os.path.join(cfg.tokenizer, "tokenizer.json") if os.path.isdir(cfg.tokenizer) else cfg.tokenizer
+        with open(path, "rb") as f:
+            return {"name": cfg.tokenizer, "sha": hashlib.sha256(f.read()).hexdigest()[:16]}
     return {"name": cfg.tokenizer}
 
 
+def _source(cfg, i: int) -> dict:
+    from cpt.data.sources import source_identity
+
+    return source_identity(cfg.shift.datasets[i].source, f"shift.datasets.{i}.source")
+
+
 def _stage_identity(cfg, stage) -> dict:
+    if stage.init:  # a loaded checkpoint: its weights are the stage, whatever D0's budget or recipe
+        from cpt.checkpoints import init_identity
+
+        return {"init": init_identity(stage.init)}
     d = cfg.shift.datasets[stage.dataset]
     return {
-        "dataset": {"source": d.source, "tokens": d.tokens},
+        "dataset": {"source": _source(cfg, stage.dataset), "tokens": d.tokens},
         "tokens": stage.tokens,
         "schedule": dataclasses.asdict(stage.schedule),
         "replay": stage.replay,
-        "replay_from": [cfg.shift.datasets[i].source for i in range(len(stage.replay_weights))],
+        "replay_from": [_source(cfg, i) for i in range(len(stage.replay_weights))],
         "replay_weights": list(stage.replay_weights),
         "from_scratch": stage.from_scratch,
         "init": stage.init,
@@ -49,7 +64,7 @@ def prefix_identity(cfg, stages, k: int) -> dict:
     """Everything that determines the weights after stages 0..k."""
     return {
         "cpt": _major_minor(),
-        "model": dataclasses.asdict(cfg.model),
+        "model": {k: v for k, v in dataclasses.asdict(cfg.model).items() if k != "init"},  # init: stage 0
         "tokenizer": _tokenizer_identity(cfg),
         "seed": cfg.seed,
         "seq_len": cfg.model.seq_len,

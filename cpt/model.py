@@ -29,6 +29,7 @@ class ModelSpec:
     vocab_size: int | None = None  # fixed embedding rows (e.g. 50432 for the authors' 10B); None = from tokenizer
     init_std: float = 0.02
     layer_norm_eps: float = 1e-5
+    init: str | None = None  # a pretrained GPT-NeoX/Pythia checkpoint (hub id or local dir) as stage 0
 
     @property
     def ff(self) -> int:

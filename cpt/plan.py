@@ -41,14 +41,20 @@ def build_plan(cfg: RunConfig) -> list[Stage]:
     """
     stages, fresh = [], []
     for k, d in enumerate(cfg.shift.datasets):
-        steps = d.tokens // cfg.batch.tokens
+        # model.init: stage 0 is the loaded checkpoint (no steps); D0's budget then stands for the
+        # checkpoint's own pre-training on D0 when replay is weighed.
+        init = cfg.model.init if k == 0 else None
+        budget = d.tokens // cfg.batch.tokens
+        steps = 0 if init else budget
         replay = cfg.replay if k > 0 else 0.0
         total_fresh = sum(fresh)
         weights = tuple(f / total_fresh for f in fresh) if k > 0 else ()
         spec = _schedule(cfg, k)
+        # A loaded checkpoint has no pre-anneal weights: the stage after it starts from it.
+        pre_anneal = k > 0 and spec.name in INFINITE and not (k == 1 and cfg.model.init)
         stages.append(Stage(k, k, steps, steps * cfg.batch.tokens, spec, replay, weights,
-                            from_scratch=k == 0, from_pre_anneal=k > 0 and spec.name in INFINITE))
-        fresh.append(steps * cfg.batch.tokens * (1 - replay))
+                            from_scratch=k == 0 and not init, init=init, from_pre_anneal=pre_anneal))
+        fresh.append(budget * cfg.batch.tokens * (1 - replay))
     return stages
 
 

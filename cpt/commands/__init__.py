@@ -7,4 +7,5 @@ Modules are imported only when their command runs, so `cpt --help` stays fast.
 COMMANDS: dict[str, tuple[str, str]] = {
     "plan": ("cpt.commands.plan", "print what `python run.py <overrides>` would train (a dry run)"),
     "schedule": ("cpt.commands.schedule", "draw the learning rate of a whole chain over tokens (PNG)"),
+    "prepare": ("cpt.commands.prepare", "tokenize and shard the datasets of a run ahead of training"),
 }
