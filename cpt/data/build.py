@@ -46,7 +46,7 @@ def build_shard(path: Path, name: str, identity: dict, units: list, tok, eos: in
                 progress: bool | None = None, on_part=None) -> Shard:
     """The shard at `path`, built from `units` unless a finished one is already there.
 
-    `on_part(index)` is called after each unit's part is on disk (tests interrupt there).
+    `on_part(name, index)` is called after each unit's part is on disk (tests interrupt there).
     """
     with shard_lock(path):
         shard = open_shard(path, tokenizer_fp)
@@ -138,7 +138,7 @@ class _Build:
                         del running[i]
                         self.parts[i] = job.get()  # re-raises a worker's UserError here
                         if on_part is not None:
-                            on_part(i)
+                            on_part(name, i)
                 self.advance()
         finally:
             pool.close()
