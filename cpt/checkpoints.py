@@ -130,6 +130,12 @@ def checkpoint_config(spec: ModelSpec, init: str, path: Path):
     return c
 
 
+def check_init(spec: ModelSpec) -> None:
+    """Fail before any work when `model.init` cannot be used (missing, offline, other architecture)."""
+    if spec.init:
+        checkpoint_config(spec, spec.init, resolve_init(spec.init))
+
+
 def vocab_rows(spec: ModelSpec, tokenizer_vocab: int) -> int:
     """Embedding rows of the chain's model: the checkpoint's with model.init, else padded."""
     if not spec.init:

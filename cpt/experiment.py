@@ -50,6 +50,9 @@ def run(cfg: RunConfig, ctx: RunContext, say=print) -> RunResult:
     from cpt.train import train_stage, val_loaders
     from cpt.lit_module import evaluate
 
+    from cpt.checkpoints import check_init
+
+    check_init(cfg.model)  # a bad model.init fails before the data is prepared
     stages = build_plan(cfg)
     names = [d.name for d in cfg.shift.datasets]
     data = prepare(cfg)
