@@ -132,6 +132,8 @@ class _Build:
         try:
             while not self.done:
                 self._submit(pool, running, workers, tokenizer_json, eos, dtype)
+                if not running:  # nothing to wait for and not done: a bug, never a hang
+                    raise RuntimeError(f"shard build of {name} stalled at unit {self.cursor}")
                 pool.wait(running.values(), POLL_S, bar.update)
                 for i, job in list(running.items()):
                     if job.ready():
