@@ -19,6 +19,9 @@ class StageMetrics(L.Callback):
     train/loss, train/lr, train/replay_fraction and perf/* to `sink` every `log_interval` steps.
 
     Step axis: tokens since the start of the chain = token_offset + step · batch_tokens.
+    train/replay_fraction: of the sequences this stage has trained on so far, the share read
+    from another dataset than the stage's own, counted from the source of every sequence in
+    every batch the model consumed (for a union: the share of all but the last dataset).
     """
 
     def __init__(self, sink: Sink, val_loaders, eval_at: list[int], log_interval: int,

@@ -21,7 +21,7 @@ from cpt.schedules import INFINITE, NAMES as SCHEDULES, WSD_SHAPES
 from cpt.shift_forms import expand_shift
 
 GROUPS = ("model", "shift", "schedule", "recipe", "trainer", "tracking")
-RECIPES = ("cpt",)
+RECIPES = ("cpt", "union", "scratch", "upstream-only")  # conf/recipe/; stages in cpt/recipes.py
 
 
 def _check(ok: bool, key: str, value: Any, allowed: str) -> None:
@@ -103,7 +103,7 @@ class Schedule:
 
 @dataclass
 class Recipe:
-    name: str = "cpt"  # cpt | union | scratch | upstream-only
+    name: str = "cpt"  # cpt (the chain) | union | scratch | upstream-only (the baselines of 2403.08763)
 
 
 @dataclass
@@ -207,6 +207,9 @@ class RunConfig:
         _check(0 <= self.pretrain.warmup < 1, "pretrain.warmup", self.pretrain.warmup, "0 <= pretrain.warmup < 1")
         self.schedule.check(self)
         _check(self.recipe.name in RECIPES, "recipe", self.recipe.name, ", ".join(RECIPES))
+        init = getattr(self.model, "init", None)  # a pretrained start (issue 5's `model.init`)
+        _check(not (self.recipe.name == "scratch" and init), "model.init", init,
+               "only without recipe=scratch (scratch trains from random weights)")
         _check(len(self.shift.datasets) >= 2, "shift.datasets", len(self.shift.datasets), "at least 2 datasets")
         names = [d.name for d in self.shift.datasets]
         _check(len(set(names)) == len(names), "shift.datasets", names, "distinct dataset names")

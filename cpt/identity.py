@@ -49,6 +49,8 @@ def _stage_identity(cfg, stage) -> dict:
     d = cfg.shift.datasets[stage.dataset]
     return {
         "dataset": {"source": _source(cfg, stage.dataset), "tokens": d.tokens},
+        # its place in the chain seeds the order its windows are read in (windows.StageSequences)
+        "position": stage.dataset,
         "tokens": stage.tokens,
         "schedule": dataclasses.asdict(stage.schedule),
         "replay": stage.replay,

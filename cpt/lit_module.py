@@ -28,14 +28,15 @@ class StageModule(L.LightningModule):
         self.last_loss = float("nan")
         self.last_lr = float("nan")
         self.last_sources: torch.Tensor | None = None
+        self.last_ids: torch.Tensor | None = None  # sequence ids of the stage (windows.StageSequences)
 
     def training_step(self, batch, batch_idx):
-        tokens, sources = batch
+        tokens, sources, ids = batch
         # The LR the optimizer applies in this step (the scheduler stepped after the last one).
         self.last_lr = self.optimizers().param_groups[0]["lr"]
         loss = causal_lm_loss(self.model, tokens)
         self.last_loss = loss.detach()
-        self.last_sources = sources
+        self.last_sources, self.last_ids = sources, ids
         return loss
 
     def configure_optimizers(self):

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from cpt.config import RunConfig
+from cpt.data.mixture import seen_weights
 from cpt.schedules import INFINITE, ScheduleSpec, anneal_start_step, stage_spec
 
 
@@ -34,27 +35,31 @@ def _schedule(cfg: RunConfig, stage_index: int) -> ScheduleSpec:
 
 
 def build_plan(cfg: RunConfig) -> list[Stage]:
+    """The stages the run's recipe needs (cpt: the chain; see cpt/recipes.py for the baselines)."""
+    from cpt.recipes import recipe_stages
+
+    return recipe_stages(cfg, chain_plan(cfg))
+
+
+def chain_plan(cfg: RunConfig) -> list[Stage]:
     """Stage 0 pre-trains on D0; stage k continues on D_k, replaying earlier data.
 
-    Replay is split over earlier datasets in proportion to the fresh (not replayed) tokens each
-    contributed so far (2403.08763).
+    Replay is split over earlier datasets in proportion to the tokens of each the model has
+    trained on so far, fresh and replayed (mixture.seen_weights: 2403.08763's worked example).
     """
-    stages, fresh = [], []
-    for k, d in enumerate(cfg.shift.datasets):
-        # model.init: stage 0 is the loaded checkpoint (no steps); D0's budget then stands for the
-        # checkpoint's own pre-training on D0 when replay is weighed.
+    budgets = [d.tokens // cfg.batch.tokens for d in cfg.shift.datasets]
+    # model.init: stage 0 is the loaded checkpoint (no steps); D0's budget then stands for the
+    # checkpoint's own pre-training on D0 when replay is weighed.
+    weights = seen_weights([b * cfg.sequences_per_batch for b in budgets], cfg.replay)
+    stages = []
+    for k, budget in enumerate(budgets):
         init = cfg.model.init if k == 0 else None
-        budget = d.tokens // cfg.batch.tokens
         steps = 0 if init else budget
-        replay = cfg.replay if k > 0 else 0.0
-        total_fresh = sum(fresh)
-        weights = tuple(f / total_fresh for f in fresh) if k > 0 else ()
         spec = _schedule(cfg, k)
         # A loaded checkpoint has no pre-anneal weights: the stage after it starts from it.
         pre_anneal = k > 0 and spec.name in INFINITE and not (k == 1 and cfg.model.init)
-        stages.append(Stage(k, k, steps, steps * cfg.batch.tokens, spec, replay, weights,
-                            from_scratch=k == 0 and not init, init=init, from_pre_anneal=pre_anneal))
-        fresh.append(budget * cfg.batch.tokens * (1 - replay))
+        stages.append(Stage(k, k, steps, steps * cfg.batch.tokens, spec, cfg.replay if k > 0 else 0.0,
+                            weights[k], from_scratch=k == 0 and not init, init=init, from_pre_anneal=pre_anneal))
     return stages
 
 

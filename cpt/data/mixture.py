@@ -43,7 +43,6 @@ def assign(i: int, replay: float, replay_weights: Sequence[float]) -> tuple[int,
     is_replay, k = split_draw(i, as_fraction(replay)) if replay > 0 else (False, i)
     if not is_replay:
         return -1, k
-    remaining = Fraction(0)
     weights = [as_fraction(w) for w in replay_weights]
     remaining = sum(weights, Fraction(0))
     for src, w in enumerate(weights[:-1]):
@@ -52,6 +51,54 @@ def assign(i: int, replay: float, replay_weights: Sequence[float]) -> tuple[int,
             return src, k
         remaining -= w
     return len(weights) - 1, k
+
+
+def source_counts(n: int, replay: float, replay_weights: Sequence[float]) -> tuple[int, list[int]]:
+    """How many of sequences 0..n-1 `assign` gives to the stage's own dataset and to each earlier
+    one, in closed form (the same exact arithmetic, without walking the n sequences).
+
+    Replays: floor(n·r). Dataset 0 takes floor(R·w0/W) of those R, dataset 1 floor(R1·w1/(W−w0))
+    of the R1 that remain, ..., the last one the rest.
+    """
+    replays = count_below(n, as_fraction(replay)) if replay > 0 else 0
+    weights = [as_fraction(w) for w in replay_weights]
+    remaining, left, counts = sum(weights, Fraction(0)), replays, []
+    for w in weights[:-1]:
+        taken = count_below(left, w / remaining) if w > 0 else 0
+        counts.append(taken)
+        left -= taken
+        remaining -= w
+    if weights:
+        counts.append(left)
+    return n - replays, counts
+
+
+def seen_weights(stage_sequences: Sequence[int], replay: float) -> list[tuple[float, ...]]:
+    """The replay split of every stage of a chain: stage k re-reads datasets 0..k-1 in proportion
+    to the sequences of each that the model has trained on so far, fresh *and* replayed.
+
+    That is the accounting of the 2403.08763 authors' configs (PAPERS.md). Their worked example,
+    Pile 300B then SlimPajama splits of 100B at 5% replay (in B tokens):
+      stage 1: 95 SP1 fresh + 5 Pile              -> seen Pile 305, SP1 95
+      stage 2: 95 SP2 fresh + 5 · (305, 95)/400    -> Pile 3.8125, SP1 1.1875
+               seen Pile 308.8125, SP1 96.1875, SP2 95 (sum 500)
+      stage 3: 5% · seen/500 = Pile 3.088%, SP1 0.962%, SP2 0.95%  (their numbers)
+    Weighting by fresh tokens alone (300 : 95 : 95) would give 3.061%, 0.969%, 0.969% instead.
+    Counts are the exact ones `assign` produces (source_counts), so the weights are exact too.
+    """
+    seen: list[int] = []
+    out: list[tuple[float, ...]] = []
+    for k, n in enumerate(stage_sequences):
+        if k == 0:
+            out.append(())
+            seen.append(n)
+            continue
+        total = sum(seen)
+        weights = tuple(s / total for s in seen)
+        own, replayed = source_counts(n, replay, weights)
+        seen = [s + c for s, c in zip(seen, replayed)] + [own]
+        out.append(weights)
+    return out
 
 
 def affine_permutation(j: int, n: int, seed: int) -> int:

@@ -27,7 +27,9 @@ def _perm_seed(*parts) -> int:
 
 
 class StageSequences(torch.utils.data.Dataset):
-    """Sequence i of a stage, with the index of the dataset it came from (-1 = the stage's own).
+    """Sequence i of a stage as (window, source, i): source is the index of the dataset it came
+    from (-1 = the stage's own), i its id in the stage, by which its source can be recomputed.
+    `start` skips the first sequences, so a resumed stage continues the same order.
 
     The own dataset's j-th fresh sequence is window perm(j) with a permutation seeded by
     (seed, dataset) alone, so every replay level and every stage over that dataset read it in
@@ -54,7 +56,7 @@ class StageSequences(torch.utils.data.Dataset):
         else:
             w, seed = self.earlier[src], self.replay_seeds[src]
         window = w[affine_permutation(k % w.n, w.n, seed)]
-        return torch.from_numpy(window), src
+        return torch.from_numpy(window), src, i
 
 
 class ValWindows(torch.utils.data.Dataset):
