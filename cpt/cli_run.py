@@ -62,7 +62,8 @@ def task(cfg):
 def summary(cfg, result) -> str:
     m = result.metrics
     names = [d.name for d in cfg.shift.datasets]
-    lines = ["", "── result " + "─" * 50]
+    recipe = "" if cfg.recipe.name == "cpt" else f"({cfg.recipe.name}) "
+    lines = ["", "── result " + recipe + "─" * (50 - len(recipe))]
     s0 = result.stage0
     if "unigram_entropy" in s0:
         d0, h = names[0], s0["unigram_entropy"]

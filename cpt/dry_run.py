@@ -6,7 +6,8 @@ from cpt.cache import PrefixCache
 from cpt.config import RunConfig
 from cpt.identity import prefix_key
 from cpt.model import flops_per_token, n_params
-from cpt.plan import build_plan
+from cpt.plan import build_plan, chain_plan
+from cpt.recipes import stage_label
 from cpt.schedules import describe as describe_schedule
 
 # Measured on the 2-core CPU of STACK.md (tiny model, fp32): used only for the time estimate.
@@ -22,20 +23,35 @@ def describe(cfg: RunConfig, choices: dict) -> str:
              f"model {cfg.model.name}: {n_params(cfg.model, vocab):,} parameters, {fpt:.3g} training FLOPs/token",
              f"batch: {cfg.batch.tokens:,} tokens = {cfg.sequences_per_batch} sequences of {cfg.model.seq_len}"]
     total_flops = 0.0
+    own_stage = stages[-1] if cfg.recipe.name == "cpt" else None  # trained in the run, never cached
+    if cfg.recipe.name in ("union", "scratch"):  # the D0 model their forgetting is measured against
+        chain = chain_plan(cfg)
+        cached = cache.get(prefix_key(cfg, chain, 0)) is not None
+        total_flops += 0 if cached else chain[0].tokens * fpt
+        todo = f"model.init={chain[0].init} to load" if chain[0].init else f"{chain[0].steps:,} steps to train"
+        lines.append(f"  reference: stage 0 of the chain ({cfg.shift.datasets[0].name}), "
+                     + ("cached" if cached else todo))
     for s in stages:
-        d = cfg.shift.datasets[s.dataset]
         key = prefix_key(cfg, stages, s.index)
-        cached = s.index < len(stages) - 1 and cache.get(key) is not None
+        cached = s is not own_stage and cache.get(key) is not None
         flops = s.tokens * fpt
         total_flops += 0 if cached else flops
         if s.init:
-            lines.append(f"  stage {s.index} {d.name}: the pretrained model.init={s.init}, loaded and evaluated "
-                         "(not trained)" + (f"  [cached {key[:12]}]" if cached else ""))
+            lines.append(f"  stage {s.index} {stage_label(cfg, s)}: the pretrained model.init={s.init}, loaded and "
+                         "evaluated (not trained)" + (f"  [cached {key[:12]}]" if cached else ""))
             continue
-        replay = f", replay {s.replay:.1%} from {', '.join(cfg.shift.datasets[i].name for i in range(len(s.replay_weights)))}" if s.replay else ""
-        lines.append(f"  stage {s.index} {d.name}: {s.steps:,} steps, {s.tokens:,} tokens, "
+        lines.append(f"  stage {s.index} {stage_label(cfg, s)}: {s.steps:,} steps, {s.tokens:,} tokens, "
                      f"{describe_schedule(s.schedule)}{', from the pre-anneal weights' if s.from_pre_anneal else ''}"
-                     f"{replay}, {flops:.3g} FLOPs" + (f"  [cached {key[:12]}]" if cached else ""))
+                     f"{_mixture(cfg, s)}, {flops:.3g} FLOPs" + (f"  [cached {key[:12]}]" if cached else ""))
     est = total_flops / CPU_FLOPS_PER_S if cfg.trainer.accelerator == "cpu" else None
     lines.append(f"to train: {total_flops:.3g} FLOPs" + (f", ~{est / 60:.1f} min on this CPU" if est else ""))
     return "\n".join(lines)
+
+
+def _mixture(cfg: RunConfig, s) -> str:
+    """", replay 5.0% (a 2.6%, b 2.4%)", or a union's ", mix a 50.0%, b 50.0%"."""
+    names = [d.name for d in cfg.shift.datasets]
+    parts = [f"{names[i]} {s.replay * w:.3%}" for i, w in enumerate(s.replay_weights)]
+    if s.from_scratch and s.replay_weights:
+        return ", mix " + ", ".join(parts + [f"{names[s.dataset]} {1 - s.replay:.3%}"])
+    return f", replay {s.replay:.1%} ({', '.join(parts)})" if s.replay else ""

@@ -13,7 +13,7 @@ from cpt.cache import PrefixCache
 from cpt.config import RunConfig
 from cpt.identity import prefix_key, run_key
 from cpt.metrics import final_metrics
-from cpt.plan import Stage, build_plan
+from cpt.plan import Stage, build_plan, chain_plan
 
 
 @dataclass
@@ -45,12 +45,10 @@ def run(cfg: RunConfig, ctx: RunContext, say=print) -> RunResult:
     import torch
 
     from cpt.data.prepare import prepare
-    from cpt.model import build_model
+    from cpt.model import build_model, flops_per_token
     from cpt.tracking import Tracker, environment_tags
-    from cpt.train import train_stage, val_loaders
-    from cpt.lit_module import evaluate
-
-    from cpt.checkpoints import check_init
+    from cpt.checkpoints import check_init, vocab_rows
+    from cpt.train import train_stage
 
     check_init(cfg.model)  # a bad model.init fails before the data is prepared
     stages = build_plan(cfg)
@@ -62,93 +60,123 @@ def run(cfg: RunConfig, ctx: RunContext, say=print) -> RunResult:
             **{f"cpt.choice.{k}": v for k, v in ctx.choices.items()}, **ctx.extra_tags}
     params = {**ctx.params, **ctx.choices}
 
-    torch.manual_seed(cfg.seed)
-    from cpt.checkpoints import vocab_rows
+    model = None
 
-    model = build_model(cfg.model, vocab_rows(cfg.model, data.vocab_size))
-    evals = {name: dict() for name in names}  # dataset -> its loss at the end of its own stage
-    offset, hits, entry, stage0 = 0, [], None, {}
-    for stage in stages[:-1]:  # the prefix: cached, or trained once and cached
-        key = prefix_key(cfg, stages, stage.index)
-        with cache.lock(key):
-            cached = cache.get(key)
-            if cached is None:
-                if stage.init:  # model.init: the pretrained checkpoint is stage 0
-                    from cpt.init_stage import load_prefix
+    def weights(entry, stage: Stage | None = None):
+        """The model holding what `stage` starts from after cache entry `entry` (None: the seeded
+        random initialisation; no stage: the entry's own, evaluated weights)."""
+        nonlocal model
+        if entry is None or model is None:
+            torch.manual_seed(cfg.seed)
+            model = build_model(cfg.model, vocab_rows(cfg.model, data.vocab_size))
+        if entry is not None:
+            model.load_state_dict(entry.load_weights(_start_path(entry, stage)))
+        return model
 
-                    cached = load_prefix(cfg, stage, key, model, data, tracker, tags, params, say)
-                else:
-                    init = _load_start(model, entry, stage)
-                    cached = _train_prefix(cfg, ctx, stage, key, model, data, tracker,
-                                           {**tags, "cpt.init_weights": init}, params, offset, say)
-                hits.append(False)
-            else:
-                hits.append(True)
-                say(f"stage {stage.index} ({names[stage.dataset]}): cached prefix {key[:12]} "
-                    f"(trained by MLflow run {cached.result['run_id']}), reused")
-            missing = [n for n in names if n not in cached.result["val"]]
-            if missing:  # a new chain evaluates datasets the entry has not seen, once
-                model.load_state_dict(cached.load_weights())
-                loaders = val_loaders(cfg, data)
-                cache.add_val(cached, evaluate(model, {n: loaders[n] for n in missing}, "cpu"))
-        entry = cached
-        stage0 = stage0 or entry.result
-        evals[names[stage.dataset]] = entry.result["val"][names[stage.dataset]]
+    # The chain's last stage is trained inside the run's own MLflow run; a baseline's stages are
+    # cached like prefixes (a sweep over the continual knobs trains a union once). union and
+    # scratch also need the chain's stage 0: the D0 model their forgetting is measured against.
+    own = stages[-1] if cfg.recipe.name == "cpt" else None
+    walk = [(prefix_key(cfg, stages, s.index), s) for s in (stages[:-1] if own else stages)]
+    if cfg.recipe.name in ("union", "scratch"):
+        chain = chain_plan(cfg)
+        walk.insert(0, (prefix_key(cfg, chain, 0), chain[0]))
+    entries, hits, entry, offset = [], [], None, 0
+    for i, (key, stage) in enumerate(walk):
+        if stage.from_scratch:
+            entry, offset = None, 0
+        entry, hit = _ensure(cfg, ctx, key, stage, entry, weights, data, tracker, cache, tags, params, offset, say)
+        entries.append(entry)
+        hits.append(hit)
         # Tokens the next stage's starting weights have seen: an infinite schedule continues from
         # before the anneal, so the annealed tail is a branch off the chain, not part of it.
-        offset = entry.result["pre_anneal_tokens" if stages[stage.index + 1].from_pre_anneal else "end_tokens"]
+        nxt = walk[i + 1][1] if i + 1 < len(walk) else own
+        offset = entry.result["pre_anneal_tokens" if nxt is not None and nxt.from_pre_anneal else "end_tokens"]
+    # DESIGN.md's references: each dataset's loss at the end of the stage that trained on it.
+    # A baseline has one reference, the chain's stage-0 model (2403.08763's D0-only model).
+    ref = {names[s.dataset]: e.result["val"][names[s.dataset]] for (_, s), e in zip(walk, entries)
+           if own or s is walk[0][1]}
 
     last = stages[-1]
-    init = _load_start(model, entry, last)
     run_tags = {**tags, "cpt.kind": "run", "cpt.stage": last.index, "cpt.run_key": run_key(cfg, stages),
-                "cpt.init_weights": init,
-                "cpt.prefix_key": entry.key if entry else "", "cpt.prefix_run_id": entry.result["run_id"] if entry else "",
-                "cpt.prefix_cached": all(hits)}
+                "cpt.init_weights": str(_start_path(entry, own)) if own else "",
+                "cpt.prefix_key": entry.key, "cpt.prefix_run_id": entry.result["run_id"],
+                "cpt.prefix_cached": all(hits), "cpt.reference_key": entries[0].key}
     log = tracker.start_run(ctx.run_name, params, run_tags)
     if ctx.resolved_yaml:
         log.log_text(ctx.resolved_yaml, "config.yaml")
     try:
-        say(f"stage {last.index} ({names[last.dataset]}): {last.steps} steps, {last.tokens:,} tokens")
-        cb = train_stage(cfg, last, model, data, log.log_metrics, offset, f"stage {last.index} {names[last.dataset]}")
-        first, final = cb.evals[0], cb.evals[last.steps]
-        metrics = final_metrics(names, final, evals, first[names[-1]])
-        prefix_tokens = sum(s.tokens for s in stages[:-1])
-        metrics["compute/tokens"] = last.tokens
-        metrics["compute/tokens_with_prefix"] = last.tokens + prefix_tokens
-        from cpt.model import flops_per_token
-
-        metrics["compute/flops"] = last.tokens * flops_per_token(cfg.model, data.vocab_size)
-        log.log_metrics(metrics, offset + last.tokens)
+        if own:
+            say(f"stage {own.index} ({names[own.dataset]}): {own.steps} steps, {own.tokens:,} tokens")
+            cb = train_stage(cfg, own, weights(entry, own), data, log.log_metrics, offset,
+                             f"stage {own.index} {names[own.dataset]}")
+            final, last_at_start, end = cb.evals[own.steps], cb.evals[0][names[-1]], offset + own.tokens
+        else:  # nothing to train: the final losses are the cached model's
+            final, last_at_start, end = entry.result["val"], entries[0].result["val"][names[-1]], offset
+        metrics = final_metrics(names, final, ref, last_at_start)
+        # Tokens into this run's model, and those of it that are this recipe's own (not a chain
+        # prefix shared with other runs): cpt its last stage, union/scratch their one stage.
+        shared = stages[:-1] if own else stages if cfg.recipe.name == "upstream-only" else []
+        metrics["compute/tokens_with_prefix"] = sum(s.tokens for s in stages)
+        metrics["compute/tokens"] = metrics["compute/tokens_with_prefix"] - sum(s.tokens for s in shared)
+        metrics["compute/flops"] = metrics["compute/tokens"] * flops_per_token(cfg.model, data.vocab_size)
+        log.log_metrics(metrics, end)
         if cfg.export:
             from cpt.checkpoints import export_dir, export_model
 
-            path = export_model(model, data.tokenizer, export_dir(cfg.paths.root, run_tags["cpt.run_key"]))
+            final_model = model if own else weights(entry)
+            path = export_model(final_model, data.tokenizer, export_dir(cfg.paths.root, run_tags["cpt.run_key"]))
             log.set_tags({"cpt.export_dir": str(path)})
             say(f"exported the final model (Hugging Face format) to {path}")
         log.end("FINISHED")
     except BaseException:
         log.end("FAILED")
         raise
-    return RunResult(metrics, log.run_id, hits, stage0)
+    return RunResult(metrics, log.run_id, hits, entries[0].result)
 
 
-def _load_start(model, entry, stage: Stage) -> str:
-    """Load the weights `stage` starts from: the previous stage's annealed (evaluated) weights,
-    or its pre-anneal weights where an infinite schedule continues. Returns the file ('' = a
-    fresh model)."""
-    if entry is None:
-        return ""
-    path = entry.pre_anneal if stage.from_pre_anneal else entry.weights
-    model.load_state_dict(entry.load_weights(path))
-    return str(path)
+def _start_path(entry, stage: Stage | None):
+    """The weights file `stage` starts from: the previous stage's annealed (evaluated) weights, or
+    its pre-anneal weights where an infinite schedule continues."""
+    return entry.pre_anneal if stage is not None and stage.from_pre_anneal else entry.weights
+
+
+def _ensure(cfg, ctx, key, stage: Stage, prev, weights, data, tracker, cache, tags, params, offset, say):
+    """(entry, cache hit) of the stage that follows the entry `prev` (None: from scratch): from
+    the cache, or trained now, once, and stored. A hit evaluates the datasets it lacks."""
+    from cpt.lit_module import evaluate
+    from cpt.recipes import stage_label
+    from cpt.train import val_loaders
+
+    names = [d.name for d in cfg.shift.datasets]
+    with cache.lock(key):
+        cached = cache.get(key)
+        hit = cached is not None
+        if not hit and stage.init:  # model.init: the pretrained checkpoint is stage 0
+            from cpt.init_stage import load_prefix
+
+            cached = load_prefix(cfg, stage, key, weights(None), data, tracker, tags, params, say)
+        elif not hit:
+            init = str(_start_path(prev, stage)) if prev is not None else ""
+            cached = _train_prefix(cfg, ctx, stage, key, weights(prev, stage), data, tracker,
+                                   {**tags, "cpt.init_weights": init}, params, offset, say)
+        else:
+            say(f"stage {stage.index} ({stage_label(cfg, stage)}): cached prefix {key[:12]} "
+                f"(trained by MLflow run {cached.result['run_id']}), reused")
+        missing = [n for n in names if n not in cached.result["val"]]
+        if missing:  # a new chain evaluates datasets the entry has not seen, once
+            loaders = val_loaders(cfg, data)
+            cache.add_val(cached, evaluate(weights(cached), {n: loaders[n] for n in missing}, "cpu"))
+    return cached, hit
 
 
 def _train_prefix(cfg, ctx, stage: Stage, key, model, data, tracker, tags, params, offset, say):
     from cpt.callbacks import PreAnneal
     from cpt.schedules import anneal_start_step
+    from cpt.recipes import stage_label
     from cpt.train import train_stage
 
-    name = cfg.shift.datasets[stage.dataset].name
+    name = stage_label(cfg, stage)
     say(f"stage {stage.index} ({name}): training prefix {key[:12]} — {stage.steps} steps, {stage.tokens:,} tokens")
     log = tracker.start_run(f"prefix-{stage.index}-{key[:8]}", params,
                             {**tags, "cpt.kind": "prefix", "cpt.stage": stage.index, "cpt.prefix_key": key})
@@ -163,8 +191,8 @@ def _train_prefix(cfg, ctx, stage: Stage, key, model, data, tracker, tags, param
         if snap:
             result.update(pre_anneal_step=anneal, pre_anneal_tokens=offset + anneal * cfg.batch.tokens,
                           val_pre_anneal=cb.evals[anneal])
-        if stage.index == 0:
-            result["unigram_entropy"] = unigram_entropy(data.shards[name].array("train"))
+        if stage.from_scratch and not stage.replay:  # one dataset from random weights (not a union)
+            result["unigram_entropy"] = unigram_entropy(data.shards[cfg.shift.datasets[stage.dataset].name].array("train"))
             log.log_metrics({"data/unigram_entropy": result["unigram_entropy"]}, 0)
         entry = PrefixCache(cfg.paths.root / "cache").put(key, model.state_dict(), result,
                                                           pre_anneal=snap.state_dict if snap else None)

@@ -46,10 +46,10 @@ def recipe_stages(cfg: RunConfig, chain: list) -> list:
 
 
 def stage_label(cfg: RunConfig, stage) -> str:
-    """A stage's dataset name, "b (from scratch)" for scratch, "union of a, b" for a union."""
+    """A stage's dataset name, "b from scratch" for scratch, "union of a, b" for a union."""
     names = [d.name for d in cfg.shift.datasets]
     if stage.from_scratch and stage.replay_weights:
         return "union of " + ", ".join(names[: len(stage.replay_weights)] + [names[stage.dataset]])
     if stage.from_scratch and stage.dataset > 0:
-        return f"{names[stage.dataset]} (from scratch)"
+        return f"{names[stage.dataset]} from scratch"
     return names[stage.dataset]

@@ -124,3 +124,21 @@ def test_continual_knobs_change_the_chain_and_baselines_differ():
         cfg = parse([f"recipe={recipe}"])
         keys[recipe] = run_key(cfg, build_plan(cfg))
     assert len(set(keys.values())) == 4
+
+
+@pytest.mark.parametrize("overrides,needles", [
+    (["replay=0.05", "shift=synthetic-3split"],
+     ["stage 2 syn-en-a-split2: 1,000 steps", "replay 5.0% (syn-en-a 2.625%, syn-en-a-split1 2.375%)"]),
+    (["recipe=union"], ["reference: stage 0 of the chain (syn-en-a), 1,000 steps to train",
+                        "stage 0 union of syn-en-a, syn-en-b: 2,000 steps, 4,096,000 tokens",
+                        "mix syn-en-a 50.000%, syn-en-b 50.000%"]),
+    (["recipe=scratch"], ["stage 0 syn-en-b from scratch: 1,000 steps"]),
+    (["recipe=upstream-only"], ["stage 0 syn-en-a: 1,000 steps"]),
+])
+def test_dry_run_describes_each_recipe(overrides, needles, tmp_path):
+    from cpt.dry_run import describe
+
+    text = describe(parse(overrides, tmp_path), {})
+    for needle in needles:
+        assert needle in text, text
+    assert ("stage 1" in text) == ("recipe=cpt" in overrides or not any(o.startswith("recipe") for o in overrides))
