@@ -1,4 +1,14 @@
-"""The run's closing numbers (DESIGN.md "Names that reach MLflow"), from evaluated losses. Pure."""
+"""The run's closing numbers (DESIGN.md "Names that reach MLflow"), from evaluated losses. Pure.
+
+The references (`end_of_own_stage`, `last_at_start`) depend on the recipe (cpt/experiment.py):
+- cpt: every earlier dataset's loss at the end of the chain stage that trained on it, and the
+  last dataset's loss at step 0 of its stage;
+- union, scratch, upstream-only: the chain's stage-0 model (2403.08763's D0-only model) for both:
+  forgetting = final D0 loss − its D0 loss, adaptation = its loss on the last dataset − the final
+  one. For two datasets that is exactly the cpt definition, so one table holds every recipe; for
+  longer chains a baseline has no reference for D1..D_{N-2} that the continual knobs leave alone,
+  so its forgetting is D0's alone (forgetting/<D0>, comparable across recipes at any N).
+"""
 
 from __future__ import annotations
 
