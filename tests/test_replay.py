@@ -103,7 +103,10 @@ def test_scratch_and_upstream_only_stages():
     assert up == chain_plan(parse(["shift=synthetic-strong-3"]))[0]
 
 
-KNOBS = [[], ["warmup=0.05", "lr.max=6e-4", "lr.min_ratio=0.5", "replay=0.25"]]
+# the continual knobs; the schedules here leave pretrain.schedule at cosine (an infinite one
+# would not: it spans the whole chain, stage 0 included)
+KNOBS = [[], ["warmup=0.05", "lr.max=6e-4", "lr.min_ratio=0.5", "replay=0.25"], ["schedule=rewarm-constant"],
+         ["schedule=wsd", "schedule.decay=0.3"]]
 
 
 @pytest.mark.parametrize("recipe", ["union", "scratch", "upstream-only"])
@@ -118,7 +121,7 @@ def test_continual_knobs_do_not_change_a_baseline(recipe):
 
 def test_continual_knobs_change_the_chain_and_baselines_differ():
     cfgs = [parse(["recipe=cpt", *knobs]) for knobs in KNOBS]
-    assert len({run_key(c, build_plan(c)) for c in cfgs}) == 2
+    assert len({run_key(c, build_plan(c)) for c in cfgs}) == len(KNOBS)
     keys = {}
     for recipe in ("cpt", "union", "scratch", "upstream-only"):
         cfg = parse([f"recipe={recipe}"])
