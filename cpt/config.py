@@ -207,8 +207,7 @@ class RunConfig:
         _check(0 <= self.pretrain.warmup < 1, "pretrain.warmup", self.pretrain.warmup, "0 <= pretrain.warmup < 1")
         self.schedule.check(self)
         _check(self.recipe.name in RECIPES, "recipe", self.recipe.name, ", ".join(RECIPES))
-        init = getattr(self.model, "init", None)  # a pretrained start (issue 5's `model.init`)
-        _check(not (self.recipe.name == "scratch" and init), "model.init", init,
+        _check(not (self.recipe.name == "scratch" and self.model.init), "model.init", self.model.init,
                "only without recipe=scratch (scratch trains from random weights)")
         _check(len(self.shift.datasets) >= 2, "shift.datasets", len(self.shift.datasets), "at least 2 datasets")
         names = [d.name for d in self.shift.datasets]

@@ -145,3 +145,10 @@ def test_dry_run_describes_each_recipe(overrides, needles, tmp_path):
     for needle in needles:
         assert needle in text, text
     assert ("stage 1" in text) == ("recipe=cpt" in overrides or not any(o.startswith("recipe") for o in overrides))
+
+
+def test_scratch_with_model_init_is_an_error():
+    from cpt.errors import UserError
+
+    with pytest.raises(UserError, match=r"^model.init=/a/checkpoint: allowed only without recipe=scratch"):
+        parse(["recipe=scratch", "model.init=/a/checkpoint"])
