@@ -19,8 +19,6 @@ import dataclasses
 
 from cpt.config import RunConfig
 
-BASELINES = ("union", "scratch", "upstream-only")
-
 
 def recipe_stages(cfg: RunConfig, chain: list) -> list:
     name = cfg.recipe.name
