@@ -6,14 +6,17 @@ optimizer at every stage) and `result.json`; a stage with an infinite schedule a
 (`weights.pt` is the annealed model, the one evaluated). It is written under a temporary name
 and renamed, so a half-written entry is never seen. Concurrent jobs needing the same prefix serialise on an
 `flock`: the first trains it, the others wait and then find the entry. The OS drops the lock of
-a crashed process, so a dead job never blocks the others.
+a crashed process, so a dead job never blocks the others (tests/test_checkpoint.py kills a holder).
+Entries are listed and removed with `cpt cache list` / `cpt cache rm`.
 """
 
 from __future__ import annotations
 
 import fcntl
 import json
+import shutil
 import time
+import uuid
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -36,23 +39,61 @@ class Entry:
         return self.path / "pre_anneal.pt"
 
     def load_weights(self, path: Path | None = None):
-        import torch
+        from cpt.checkpoint import torch_load
 
-        return torch.load(path or self.weights, map_location="cpu", weights_only=True)
+        return torch_load(path or self.weights, f"cache entry {self.key[:12]} (cpt cache rm {self.key[:12]} removes it)")
+
+    def load_into(self, model, path: Path | None = None) -> None:
+        """Weights into `model` (the entry's, or its pre-anneal copy), checked to fit it."""
+        from cpt.checkpoint import load_state_dict_checked
+
+        load_state_dict_checked(model, self.load_weights(path), path or self.weights)
+
+    @property
+    def last_used(self) -> float:
+        try:
+            return float((self.path / "last_used").read_text())
+        except (OSError, ValueError):
+            return (self.path / "result.json").stat().st_mtime
+
+    def size_bytes(self) -> int:
+        return sum(f.stat().st_size for f in self.path.rglob("*") if f.is_file())
 
 
 class PrefixCache:
     def __init__(self, root: Path):
         self.root = Path(root)
 
-    def get(self, key: str) -> Entry | None:
+    def get(self, key: str, touch: bool = True) -> Entry | None:
         path = self.root / key
         result = path / "result.json"
         if not result.exists() or not (path / "weights.pt").exists():
             return None
-        entry = Entry(key, path, json.loads(result.read_text()))
-        self._touch(entry)
+        try:
+            entry = Entry(key, path, json.loads(result.read_text()))
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+            from cpt.errors import UserError
+
+            raise UserError(f"{result}: cache entry is unreadable (corrupt); allowed: a complete entry "
+                            f"(cpt cache rm {key[:12]} removes it)") from None
+        if touch:
+            self._touch(entry)
         return entry
+
+    def entries(self) -> list[Entry]:
+        """Every complete entry (temporary and trashed directories are not entries)."""
+        if not self.root.is_dir():
+            return []
+        keys = sorted(p.name for p in self.root.iterdir() if p.is_dir() and p.name not in ("locks",)
+                      and not p.name.startswith("."))
+        return [e for e in (self.get(k, touch=False) for k in keys) if e is not None]
+
+    def remove(self, key: str) -> None:
+        """Delete an entry: renamed away in one step, so a reader sees it whole or not at all."""
+        path = self.root / key
+        trash = self.root / f".trash-{key}-{uuid.uuid4().hex[:8]}"
+        path.rename(trash)
+        shutil.rmtree(trash, ignore_errors=True)
 
     def put(self, key: str, state_dict, result: dict, pre_anneal=None) -> Entry:
         import torch
@@ -71,10 +112,12 @@ class PrefixCache:
         write_atomic(entry.path / "result.json", json.dumps(entry.result, indent=1, sort_keys=True))
 
     @contextmanager
-    def lock(self, key: str):
+    def lock(self, key: str, wait: bool = True):
+        """Exclusive lock on `key` (a prefix key, or run-<run key> for a run's own stage).
+        wait=False raises BlockingIOError at once if another process holds it."""
         (self.root / "locks").mkdir(parents=True, exist_ok=True)
         with open(self.root / "locks" / f"{key}.lock", "w") as f:
-            fcntl.flock(f, fcntl.LOCK_EX)
+            fcntl.flock(f, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
             try:
                 yield
             finally:

@@ -14,6 +14,12 @@ from cpt.lit_module import evaluate
 Sink = Callable[[dict[str, float], int], None]  # (metrics, tokens since the start of the chain)
 
 
+def stage_step(trainer) -> int:
+    """Optimizer steps of the stage done so far, counted from the stage's start even when it was
+    resumed from a checkpoint (Lightning's global_step then counts from 0 again)."""
+    return next(c for c in trainer.callbacks if isinstance(c, StageMetrics)).step(trainer)
+
+
 class StageMetrics(L.Callback):
     """Evaluates before the optimizer steps in `eval_at` (and after the last one), and sends
     train/loss, train/lr, train/replay_fraction and perf/* to `sink` every `log_interval` steps.
@@ -22,11 +28,14 @@ class StageMetrics(L.Callback):
     train/replay_fraction: of the sequences this stage has trained on so far, the share read
     from another dataset than the stage's own, counted from the source of every sequence in
     every batch the model consumed (for a union: the share of all but the last dataset).
+    Steps are the stage's own: a stage resumed at `start_step` counts on from there, while
+    Lightning's global_step counts from 0 again.
     """
 
     def __init__(self, sink: Sink, val_loaders, eval_at: list[int], log_interval: int,
                  token_offset: int, batch_tokens: int, accumulate: int, flops_per_token: float,
-                 peak_flops: float | None = None):
+                 peak_flops: float | None = None, start_step: int = 0):
+        self.start = start_step
         self.sink, self.val_loaders, self.eval_at = sink, val_loaders, set(eval_at)
         self.log_interval, self.offset, self.batch_tokens = log_interval, token_offset, batch_tokens
         self.accumulate, self.flops_per_token, self.peak_flops = accumulate, flops_per_token, peak_flops
@@ -34,6 +43,18 @@ class StageMetrics(L.Callback):
         self.replayed = self.consumed = 0
         self._loss_sum, self._loss_n = 0.0, 0
         self._t0, self._tok0 = None, 0
+
+    def step(self, trainer) -> int:
+        """Optimizer steps of this stage done so far."""
+        return self.start + trainer.global_step
+
+    def state_dict(self) -> dict:
+        """What a checkpoint needs to continue the metrics exactly (taken between optimizer steps)."""
+        return {"evals": self.evals, "replayed": self.replayed, "consumed": self.consumed}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.evals = {int(k): dict(v) for k, v in state["evals"].items()}
+        self.replayed, self.consumed = int(state["replayed"]), int(state["consumed"])
 
     def _tokens(self, step: int) -> int:
         return self.offset + step * self.batch_tokens
@@ -44,22 +65,23 @@ class StageMetrics(L.Callback):
         self.sink({f"val/{n}/loss": v for n, v in losses.items()}, self._tokens(step))
 
     def on_train_batch_start(self, trainer, module, batch, batch_idx):
-        if batch_idx % self.accumulate == 0 and trainer.global_step in self.eval_at \
-                and trainer.global_step not in self.evals:
-            self._evaluate(trainer, module, trainer.global_step)
+        step = self.step(trainer)
+        if batch_idx % self.accumulate == 0 and step in self.eval_at and step not in self.evals:
+            self._evaluate(trainer, module, step)
             self._t0 = None  # evaluation time is not training throughput
 
     def on_train_batch_end(self, trainer, module, outputs, batch, batch_idx):
         loss = float(module.last_loss)
-        if not math.isfinite(loss):
-            raise FloatingPointError(f"loss is {loss} at step {trainer.global_step}")
+        if not math.isfinite(loss):  # (after a step boundary global_step already counts this step)
+            at = self.step(trainer) - (1 if (batch_idx + 1) % self.accumulate == 0 else 0)
+            raise FloatingPointError(f"loss is {loss} at step {at}")
         self._loss_sum += loss
         self._loss_n += 1
         self.replayed += int((module.last_sources >= 0).sum())
         self.consumed += int(module.last_sources.numel())
         if (batch_idx + 1) % self.accumulate:
             return
-        step = trainer.global_step - 1  # the optimizer step that just ran
+        step = self.step(trainer) - 1  # the optimizer step that just ran
         now = time.perf_counter()
         if self._t0 is None:
             self._t0, self._tok0 = now, step
@@ -76,8 +98,8 @@ class StageMetrics(L.Callback):
         self._loss_sum, self._loss_n = 0.0, 0
 
     def on_train_end(self, trainer, module):
-        if trainer.global_step not in self.evals:
-            self._evaluate(trainer, module, trainer.global_step)
+        if self.step(trainer) not in self.evals:
+            self._evaluate(trainer, module, self.step(trainer))
 
 
 class StageProgressBar(TQDMProgressBar):
@@ -108,15 +130,21 @@ class PreAnneal(L.Callback):
 
     def __init__(self, at_step: int):
         self.at_step = at_step
-        self.state_dict: dict | None = None
+        self.weights: dict | None = None
 
     def _take(self, module) -> None:
-        self.state_dict = {k: v.detach().to("cpu", copy=True) for k, v in module.model.state_dict().items()}
+        self.weights = {k: v.detach().to("cpu", copy=True) for k, v in module.model.state_dict().items()}
+
+    def state_dict(self) -> dict:  # a stage resumed past at_step gets its copy from the checkpoint
+        return {"weights": self.weights} if self.weights is not None else {}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.weights = state.get("weights")
 
     def on_train_batch_start(self, trainer, module, batch, batch_idx):
-        if self.state_dict is None and trainer.global_step == self.at_step:
+        if self.weights is None and stage_step(trainer) == self.at_step:
             self._take(module)
 
     def on_train_end(self, trainer, module):
-        if self.state_dict is None:
+        if self.weights is None:
             self._take(module)

@@ -166,6 +166,16 @@ class Tracking:
     uri: str = "sqlite:///outputs/mlflow.db"  # MLflow tracking URI: SQLite file or a server URL
     experiment: str = "cpt"
     artifact_dir: str = "outputs/mlartifacts"  # where a new SQLite-backed experiment stores artifacts
+    connect_timeout_s: float = 5.0  # an http(s) server must answer within this, else the run stops at once
+
+
+@dataclass
+class Checkpoint:
+    """Periodic checkpoints of every stage (weights, optimizer, LR scheduler, data position) in
+    <paths.output_dir>/checkpoints/: re-running the same command resumes from the last one."""
+
+    interval_steps: int = 100  # save every this many optimizer steps of a stage; 0 = never
+    keep_last: int = 2  # checkpoints kept per stage (a 410M model with AdamW state is ~5 GB each)
 
 
 @dataclass
@@ -195,6 +205,8 @@ class RunConfig:
     log_interval_steps: int = 10  # train/loss, train/lr, perf/* every this many steps
     dry_run: bool = False  # print the plan and exit
     export: bool = False  # save the final model as a Hugging Face directory (cpt/checkpoints.py)
+    checkpoint: Checkpoint = field(default_factory=Checkpoint)
+    force: bool = False  # train even if a finished MLflow run has this run's identity (else it is skipped)
     paths: Paths = field(default_factory=Paths)
     trainer: Trainer = field(default_factory=Trainer)
     tracking: Tracking = field(default_factory=Tracking)
@@ -225,6 +237,10 @@ class RunConfig:
         _check(self.eval.interval_steps > 0, "eval.interval_steps", self.eval.interval_steps, "> 0")
         _check(self.eval.warmup_interval_steps > 0, "eval.warmup_interval_steps", self.eval.warmup_interval_steps, "> 0")
         _check(self.log_interval_steps > 0, "log_interval_steps", self.log_interval_steps, "> 0")
+        _check(self.checkpoint.interval_steps >= 0, "checkpoint.interval_steps", self.checkpoint.interval_steps,
+               ">= 0 (0 = no periodic checkpoints)")
+        _check(self.checkpoint.keep_last >= 1, "checkpoint.keep_last", self.checkpoint.keep_last, ">= 1")
+        _check(self.tracking.connect_timeout_s > 0, "tracking.connect_timeout_s", self.tracking.connect_timeout_s, "> 0")
         _check(self.shift.bpe_vocab_size >= 300, "shift.bpe_vocab_size", self.shift.bpe_vocab_size,
                ">= 300 (256 bytes + merges + EOS)")
 

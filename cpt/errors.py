@@ -14,3 +14,9 @@ class UserError(Exception):
 
     def __init__(self, message: str):
         super().__init__(" ".join(str(message).split()))  # always one line
+
+
+class TrainingDiverged(UserError):
+    """The loss became NaN or inf: the run stops, its MLflow run is FAILED, nothing is cached."""
+
+    exit_code = 3

@@ -34,6 +34,7 @@ class RunResult:
     run_id: str
     prefix_hits: list[bool]
     stage0: dict = field(default_factory=dict)  # the cached stage-0 result (val losses, unigram entropy)
+    skipped: bool = False  # a finished run with this identity existed: nothing was trained
 
     def objective(self, objective):
         if isinstance(objective, (list, tuple)):
@@ -46,16 +47,19 @@ def run(cfg: RunConfig, ctx: RunContext, say=print) -> RunResult:
 
     from cpt.data.prepare import prepare
     from cpt.model import build_model, flops_per_token
-    from cpt.tracking import Tracker, environment_tags
+    from cpt.resume import train_resumable
+    from cpt.tracking import IDENTITY_TAG, Tracker, environment_tags
     from cpt.checkpoints import check_init, vocab_rows
-    from cpt.train import train_stage
 
     check_init(cfg.model)  # a bad model.init fails before the data is prepared
     stages = build_plan(cfg)
     names = [d.name for d in cfg.shift.datasets]
-    data = prepare(cfg)
-    tracker = Tracker(cfg.tracking)
+    tracker = Tracker(cfg.tracking)  # first: a tracking server that does not answer stops us before any work
     cache = PrefixCache(cfg.paths.root / "cache")
+    rkey = run_key(cfg, stages)
+    if (done := _finished(cfg, stages, tracker, cache, rkey, ctx, say)) is not None:
+        return done
+    data = prepare(cfg)
     tags = {**environment_tags(), "cpt.sweep_id": ctx.sweep_id, "cpt.recipe": cfg.recipe.name,
             **{f"cpt.choice.{k}": v for k, v in ctx.choices.items()}, **ctx.extra_tags}
     params = {**ctx.params, **ctx.choices}
@@ -70,7 +74,7 @@ def run(cfg: RunConfig, ctx: RunContext, say=print) -> RunResult:
             torch.manual_seed(cfg.seed)
             model = build_model(cfg.model, vocab_rows(cfg.model, data.vocab_size))
         if entry is not None:
-            model.load_state_dict(entry.load_weights(_start_path(entry, stage)))
+            entry.load_into(model, _start_path(entry, stage))
         return model
 
     # The chain's last stage is trained inside the run's own MLflow run; a baseline's stages are
@@ -98,41 +102,65 @@ def run(cfg: RunConfig, ctx: RunContext, say=print) -> RunResult:
            if own or s is walk[0][1]}
 
     last = stages[-1]
-    run_tags = {**tags, "cpt.kind": "run", "cpt.stage": last.index, "cpt.run_key": run_key(cfg, stages),
+    run_tags = {**tags, "cpt.kind": "run", "cpt.stage": last.index, "cpt.run_key": rkey,
                 "cpt.init_weights": str(_start_path(entry, own)) if own else "",
                 "cpt.prefix_key": entry.key, "cpt.prefix_run_id": entry.result["run_id"],
                 "cpt.prefix_cached": all(hits), "cpt.reference_key": entries[0].key}
-    log = tracker.start_run(ctx.run_name, params, run_tags)
-    if ctx.resolved_yaml:
-        log.log_text(ctx.resolved_yaml, "config.yaml")
-    try:
-        if own:
+    with cache.lock(f"run-{rkey}"):  # one job trains a run; a duplicate waits, then finds it finished
+        if (done := _finished(cfg, stages, tracker, cache, rkey, ctx, say)) is not None:
+            return done
+        st = None
+        if own:  # resumes from its own checkpoint, in its own MLflow run, if a crash cut it short
             say(f"stage {own.index} ({names[own.dataset]}): {own.steps} steps, {own.tokens:,} tokens")
-            cb = train_stage(cfg, own, weights(entry, own), data, log.log_metrics, offset,
-                             f"stage {own.index} {names[own.dataset]}")
+            st = train_resumable(cfg, own, f"run-{rkey}", weights(entry, own), data, tracker, ctx.run_name,
+                                 params, run_tags, offset, f"stage {own.index} {names[own.dataset]}", say)
+            log, cb = st.log, st.metrics
             final, last_at_start, end = cb.evals[own.steps], cb.evals[0][names[-1]], offset + own.tokens
         else:  # nothing to train: the final losses are the cached model's
+            log = tracker.start_run(ctx.run_name, params, run_tags)
             final, last_at_start, end = entry.result["val"], entries[0].result["val"][names[-1]], offset
-        metrics = final_metrics(names, final, ref, last_at_start)
-        # Tokens into this run's model, and those of it that are this recipe's own (not a chain
-        # prefix shared with other runs): cpt its last stage, union/scratch their one stage.
-        shared = stages[:-1] if own else stages if cfg.recipe.name == "upstream-only" else []
-        metrics["compute/tokens_with_prefix"] = sum(s.tokens for s in stages)
-        metrics["compute/tokens"] = metrics["compute/tokens_with_prefix"] - sum(s.tokens for s in shared)
-        metrics["compute/flops"] = metrics["compute/tokens"] * flops_per_token(cfg.model, data.vocab_size)
-        log.log_metrics(metrics, end)
-        if cfg.export:
-            from cpt.checkpoints import export_dir, export_model
+        try:
+            if ctx.resolved_yaml and not (st and st.reopened):
+                log.log_text(ctx.resolved_yaml, "config.yaml")
+            metrics = final_metrics(names, final, ref, last_at_start)
+            # Tokens into this run's model, and those of it that are this recipe's own (not a chain
+            # prefix shared with other runs): cpt its last stage, union/scratch their one stage.
+            shared = stages[:-1] if own else stages if cfg.recipe.name == "upstream-only" else []
+            metrics["compute/tokens_with_prefix"] = sum(s.tokens for s in stages)
+            metrics["compute/tokens"] = metrics["compute/tokens_with_prefix"] - sum(s.tokens for s in shared)
+            metrics["compute/flops"] = metrics["compute/tokens"] * flops_per_token(cfg.model, data.vocab_size)
+            log.log_metrics(metrics, end)
+            if cfg.export:
+                from cpt.checkpoints import export_dir, export_model
 
-            final_model = model if own else weights(entry)
-            path = export_model(final_model, data.tokenizer, export_dir(cfg.paths.root, run_tags["cpt.run_key"]))
-            log.set_tags({"cpt.export_dir": str(path)})
-            say(f"exported the final model (Hugging Face format) to {path}")
-        log.end("FINISHED")
-    except BaseException:
-        log.end("FAILED")
-        raise
+                final_model = model if own else weights(entry)
+                path = export_model(final_model, data.tokenizer, export_dir(cfg.paths.root, rkey))
+                log.set_tags({"cpt.export_dir": str(path)})
+                say(f"exported the final model (Hugging Face format) to {path}")
+            log.set_tags({IDENTITY_TAG: rkey})  # from now on a re-run of this identity is skipped
+            log.end("FINISHED")
+        except BaseException:
+            log.end("FAILED")
+            raise
+        if st:
+            st.checkpoints.clear()  # the run finished: its periodic checkpoints go
     return RunResult(metrics, log.run_id, hits, entries[0].result)
+
+
+def _finished(cfg, stages, tracker, cache, rkey, ctx, say) -> RunResult | None:
+    """The result of a FINISHED run with this identity (a re-run sweep skips it), unless force."""
+    from cpt.resume import checkpoints_for, tidy_leftover
+
+    done = None if cfg.force else tracker.finished_run(rkey)
+    if done is None:
+        return None
+    say(f"run {rkey[:12]} finished already as MLflow run {done.info.run_id}: skipped (force=true trains it again)")
+    if ctx.sweep_id:  # it belongs to this sweep's table too
+        tracker.set_tags(done.info.run_id, {"cpt.sweep_id": ctx.sweep_id})
+    tidy_leftover(checkpoints_for(cfg, f"run-{rkey}"), tracker)  # a kill after FINISHED, before deleting them
+    reference = chain_plan(cfg) if cfg.recipe.name in ("union", "scratch") else stages
+    s0 = cache.get(prefix_key(cfg, reference, 0))
+    return RunResult(dict(done.data.metrics), done.info.run_id, [], s0.result if s0 else {}, skipped=True)
 
 
 def _start_path(entry, stage: Stage | None):
@@ -146,6 +174,7 @@ def _ensure(cfg, ctx, key, stage: Stage, prev, weights, data, tracker, cache, ta
     the cache, or trained now, once, and stored. A hit evaluates the datasets it lacks."""
     from cpt.lit_module import evaluate
     from cpt.recipes import stage_label
+    from cpt.resume import checkpoints_for, tidy_leftover
     from cpt.train import val_loaders
 
     names = [d.name for d in cfg.shift.datasets]
@@ -163,6 +192,7 @@ def _ensure(cfg, ctx, key, stage: Stage, prev, weights, data, tracker, cache, ta
         else:
             say(f"stage {stage.index} ({stage_label(cfg, stage)}): cached prefix {key[:12]} "
                 f"(trained by MLflow run {cached.result['run_id']}), reused")
+            tidy_leftover(checkpoints_for(cfg, f"prefix-{key}"), tracker)
         missing = [n for n in names if n not in cached.result["val"]]
         if missing:  # a new chain evaluates datasets the entry has not seen, once
             loaders = val_loaders(cfg, data)
@@ -174,17 +204,17 @@ def _train_prefix(cfg, ctx, stage: Stage, key, model, data, tracker, tags, param
     from cpt.callbacks import PreAnneal
     from cpt.schedules import anneal_start_step
     from cpt.recipes import stage_label
-    from cpt.train import train_stage
+    from cpt.resume import train_resumable
 
     name = stage_label(cfg, stage)
     say(f"stage {stage.index} ({name}): training prefix {key[:12]} — {stage.steps} steps, {stage.tokens:,} tokens")
-    log = tracker.start_run(f"prefix-{stage.index}-{key[:8]}", params,
-                            {**tags, "cpt.kind": "prefix", "cpt.stage": stage.index, "cpt.prefix_key": key})
+    anneal = anneal_start_step(stage.schedule, stage.steps)
+    snap = PreAnneal(anneal) if anneal is not None else None
+    st = train_resumable(cfg, stage, f"prefix-{key}", model, data, tracker, f"prefix-{stage.index}-{key[:8]}",
+                         params, {**tags, "cpt.kind": "prefix", "cpt.stage": stage.index, "cpt.prefix_key": key},
+                         offset, f"stage {stage.index} {name}", say, callbacks=[snap] if snap else [])
+    log, cb = st.log, st.metrics
     try:
-        anneal = anneal_start_step(stage.schedule, stage.steps)
-        snap = PreAnneal(anneal) if anneal is not None else None
-        cb = train_stage(cfg, stage, model, data, log.log_metrics, offset, f"stage {stage.index} {name}",
-                         callbacks=[snap] if snap else [])
         val = cb.evals[stage.steps]
         result = {"val": val, "val_at_start": cb.evals[0], "end_tokens": offset + stage.tokens,
                   "tokens": stage.tokens, "run_id": log.run_id, "stage": stage.index}
@@ -194,12 +224,13 @@ def _train_prefix(cfg, ctx, stage: Stage, key, model, data, tracker, tags, param
         if stage.from_scratch and not stage.replay:  # one dataset from random weights (not a union)
             result["unigram_entropy"] = unigram_entropy(data.shards[cfg.shift.datasets[stage.dataset].name].array("train"))
             log.log_metrics({"data/unigram_entropy": result["unigram_entropy"]}, 0)
-        entry = PrefixCache(cfg.paths.root / "cache").put(key, model.state_dict(), result,
-                                                          pre_anneal=snap.state_dict if snap else None)
+        entry = PrefixCache(cfg.paths.root / "cache").put(key, model.state_dict(), result,  # weights only
+                                                          pre_anneal=snap.weights if snap else None)
         log.end("FINISHED")
     except BaseException:
         log.end("FAILED")
         raise
+    st.checkpoints.clear()  # the cache entry replaces them
     return entry
 
 

@@ -20,10 +20,11 @@ def causal_lm_loss(model, tokens: torch.Tensor) -> torch.Tensor:
 
 
 class StageModule(L.LightningModule):
-    def __init__(self, model, lr_at: Callable[[int], float], total_steps: int):
+    def __init__(self, model, lr_at: Callable[[int], float], total_steps: int, resume: dict | None = None):
         super().__init__()
         self.model = model
         self.lr_at, self.total_steps = lr_at, total_steps
+        self.resume = resume  # {"optimizer": ..., "scheduler": ...} of a checkpoint, or None
         # What the last micro-batch saw; read by the metrics callback after each batch.
         self.last_loss = float("nan")
         self.last_lr = float("nan")
@@ -49,6 +50,11 @@ class StageModule(L.LightningModule):
         )
         # base lr 1.0, so the lambda *is* the absolute LR of each optimizer step.
         sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda step: self.lr_at(step))
+        if self.resume is not None:
+            # AdamW moments and step counts, the LR of the next step, and the scheduler's step
+            # (last_epoch = steps done, so its next step() gives lr_at(steps done + 1)).
+            opt.load_state_dict(self.resume["optimizer"])
+            sched.load_state_dict(self.resume["scheduler"])
         return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
 
 

@@ -37,6 +37,11 @@ class ModelSpec:
 
     def padded_vocab(self, tokenizer_vocab: int) -> int:
         if self.vocab_size is not None:
+            if self.vocab_size < tokenizer_vocab:  # token ids past the embedding rows would crash mid-run
+                from cpt.errors import UserError
+
+                raise UserError(f"model.vocab_size={self.vocab_size}: allowed at least the tokenizer's "
+                                f"{tokenizer_vocab} tokens (or null: sized from the tokenizer)")
             return self.vocab_size
         return int(math.ceil(tokenizer_vocab / self.vocab_multiple) * self.vocab_multiple)
 

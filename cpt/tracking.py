@@ -1,5 +1,11 @@
 """MLflow, and nothing else imports it. Metrics are buffered and sent with `log_batch`
-(one `log_metric` costs ~8 ms on SQLite; a batch of 1000 ~0.2 s)."""
+(one `log_metric` costs ~8 ms on SQLite; a batch of 1000 ~0.2 s).
+
+Reliability: a remote server that does not answer fails at start-up with one line (a short
+probe, not MLflow's minutes of retries); a busy SQLite store is retried, and metrics stay
+buffered until a write succeeds; a resumed stage reopens its run and drops the metrics the
+crashed process had already sent, so the run's history holds every step exactly once.
+"""
 
 from __future__ import annotations
 
@@ -9,9 +15,63 @@ import time
 from pathlib import Path
 
 from cpt.config import Tracking
+from cpt.errors import UserError
 
 FLUSH_EVERY = 900  # MLflow accepts at most 1000 metrics per log_batch
 PARAMS_PER_BATCH = 100
+# SQLite makes a writer wait 20 s for a lock (MLflow sets busy_timeout); beyond that the write
+# fails with "database is locked". We retry with backoff 0.5, 1, 2, ... 10 s for up to 10 min.
+BUSY_RETRY_S = 600.0
+SCHEMES = ("sqlite", "http", "https", "postgresql", "mysql", "mssql", "file", "databricks")
+IDENTITY_TAG = "cpt.identity.run_key"  # set on a run when it finishes: re-runs of it are skipped
+
+
+def is_busy(error: BaseException) -> bool:
+    """A transient lock of the store (SQLite "database is locked" / "busy"), anywhere in the chain."""
+    seen = set()
+    while error is not None and id(error) not in seen:
+        seen.add(id(error))
+        text = str(error).lower()
+        if "database is locked" in text or "database is busy" in text:
+            return True
+        error = error.__cause__ or error.__context__
+    return False
+
+
+def retry_busy(call, deadline_s: float = BUSY_RETRY_S, sleep=time.sleep):
+    """call(), retried while the store is busy; any other error, or a lock past the deadline, raises."""
+    waited, wait = 0.0, 0.5
+    while True:
+        try:
+            return call()
+        except Exception as e:
+            if not is_busy(e) or waited >= deadline_s:
+                raise
+        sleep(wait)
+        waited += wait
+        wait = min(2 * wait, 10.0)
+
+
+def check_uri(uri: str, timeout_s: float) -> None:
+    """Fail with one line, before any work, on a URI MLflow cannot use or a server that is silent."""
+    import urllib.error
+    import urllib.request
+
+    scheme = uri.split(":", 1)[0].split("+", 1)[0] if ":" in uri else ""
+    if scheme not in SCHEMES:
+        raise UserError(f"tracking.uri={uri}: allowed sqlite:///<file>, http(s)://<MLflow server>, "
+                        "or a database URI (postgresql://, mysql://)")
+    if scheme not in ("http", "https"):
+        return
+    try:  # any HTTP answer (even 404) means a server is there; MLflow's own retries take minutes
+        urllib.request.urlopen(uri.rstrip("/") + "/health", timeout=timeout_s).close()
+    except urllib.error.HTTPError:
+        return
+    except (OSError, ValueError) as e:
+        reason = getattr(e, "reason", None) or e
+        raise UserError(f"tracking.uri={uri}: no MLflow server answered within {timeout_s:g} s ({reason}); "
+                        "allowed: a running server (mlflow server --host 127.0.0.1 --port 5000) or "
+                        "sqlite:///<file>") from None
 
 
 def _quiet():
@@ -29,25 +89,68 @@ class Tracker:
 
         _quiet()
 
+        check_uri(cfg.uri, cfg.connect_timeout_s)
         if cfg.uri.startswith("sqlite:///"):
             Path(cfg.uri[len("sqlite:///"):]).parent.mkdir(parents=True, exist_ok=True)
         self.uri = cfg.uri
         self.client = MlflowClient(tracking_uri=cfg.uri)
-        exp = self.client.get_experiment_by_name(cfg.experiment)
+        exp = retry_busy(lambda: self.client.get_experiment_by_name(cfg.experiment))
         if exp is None:
             location = None
             if cfg.uri.startswith("sqlite:"):  # keep artifacts under outputs/, not ./mlruns
                 location = Path(cfg.artifact_dir).resolve().as_uri()
-            self.experiment_id = self.client.create_experiment(cfg.experiment, artifact_location=location)
+            self.experiment_id = retry_busy(
+                lambda: self.client.create_experiment(cfg.experiment, artifact_location=location))
         else:
             self.experiment_id = exp.experiment_id
 
     def start_run(self, name: str, params: dict, tags: dict) -> "RunLog":
-        run = self.client.create_run(self.experiment_id, run_name=name,
-                                     tags={k: str(v) for k, v in tags.items()})
+        run = retry_busy(lambda: self.client.create_run(self.experiment_id, run_name=name,
+                                                        tags={k: str(v) for k, v in tags.items()}))
         log = RunLog(self.client, run.info.run_id)
         log.log_params(params)
         return log
+
+    def reopen(self, run_id: str, tags: dict) -> "RunLog | None":
+        """The run a crashed stage logged to, RUNNING again, or None if this store lacks it.
+
+        Metrics it already holds are not sent again: for each key, steps up to the last one
+        logged are dropped (the resumed process recomputes them from an earlier checkpoint).
+        """
+        from mlflow.exceptions import MlflowException
+
+        try:
+            run = retry_busy(lambda: self.client.get_run(run_id))
+        except MlflowException:
+            return None
+        if run.info.lifecycle_stage != "active" or run.info.experiment_id != self.experiment_id:
+            return None
+        retry_busy(lambda: self.client.update_run(run_id, status="RUNNING"))
+        log = RunLog(self.client, run_id)
+        for key in run.data.metrics:
+            history = retry_busy(lambda: self.client.get_metric_history(run_id, key))
+            log.logged_upto[key] = max(m.step for m in history)
+        log.set_tags(tags)
+        return log
+
+    def finished_run(self, run_key: str):
+        """The newest FINISHED run with this identity, or None."""
+        runs = retry_busy(lambda: self.client.search_runs(
+            [self.experiment_id], f"tags.`{IDENTITY_TAG}` = '{run_key}' and attributes.status = 'FINISHED'",
+            max_results=1, order_by=["attributes.end_time DESC"]))
+        return runs[0] if runs else None
+
+    def finish_if_running(self, run_id: str) -> None:
+        from mlflow.exceptions import MlflowException
+
+        try:
+            if retry_busy(lambda: self.client.get_run(run_id)).info.status == "RUNNING":
+                retry_busy(lambda: self.client.set_terminated(run_id, "FINISHED"))
+        except MlflowException:
+            pass  # not in this store: nothing to close
+
+    def set_tags(self, run_id: str, tags: dict) -> None:
+        RunLog(self.client, run_id).set_tags(tags)
 
     def runs(self, filter_string: str) -> list:
         return self.client.search_runs([self.experiment_id], filter_string, max_results=10_000)
@@ -57,38 +160,43 @@ class RunLog:
     def __init__(self, client, run_id: str):
         self.client, self.run_id = client, run_id
         self._pending: list = []
+        self.logged_upto: dict[str, int] = {}  # key -> last step the store holds (a reopened run)
 
     def log_params(self, params: dict) -> None:
         from mlflow.entities import Param
 
         items = [Param(k, str(v)[:6000]) for k, v in params.items()]
         for i in range(0, len(items), PARAMS_PER_BATCH):
-            self.client.log_batch(self.run_id, params=items[i:i + PARAMS_PER_BATCH])
+            chunk = items[i:i + PARAMS_PER_BATCH]
+            retry_busy(lambda: self.client.log_batch(self.run_id, params=chunk))
 
     def log_metrics(self, metrics: dict[str, float], step: int) -> None:
         from mlflow.entities import Metric
 
         ts = int(time.time() * 1000)
-        self._pending.extend(Metric(k, float(v), ts, int(step)) for k, v in metrics.items())
+        self._pending.extend(Metric(k, float(v), ts, int(step)) for k, v in metrics.items()
+                             if step > self.logged_upto.get(k, -1))
         if len(self._pending) >= FLUSH_EVERY:
             self.flush()
 
     def flush(self) -> None:
         while self._pending:
-            chunk, self._pending = self._pending[:FLUSH_EVERY], self._pending[FLUSH_EVERY:]
-            self.client.log_batch(self.run_id, metrics=chunk)
+            chunk = self._pending[:FLUSH_EVERY]
+            retry_busy(lambda: self.client.log_batch(self.run_id, metrics=chunk))
+            del self._pending[:len(chunk)]  # only once the store has them
 
     def set_tags(self, tags: dict) -> None:
         from mlflow.entities import RunTag
 
-        self.client.log_batch(self.run_id, tags=[RunTag(k, str(v)) for k, v in tags.items()])
+        if tags:
+            retry_busy(lambda: self.client.log_batch(self.run_id, tags=[RunTag(k, str(v)) for k, v in tags.items()]))
 
     def log_text(self, text: str, name: str) -> None:
         self.client.log_text(self.run_id, text, name)
 
     def end(self, status: str = "FINISHED") -> None:
         self.flush()
-        self.client.set_terminated(self.run_id, status)
+        retry_busy(lambda: self.client.set_terminated(self.run_id, status))
 
 
 def flatten(d, prefix: str = "") -> dict:

@@ -44,10 +44,14 @@ def stage_sequences(cfg: RunConfig, stage: Stage, data: PreparedData, start: int
 
 
 def train_stage(cfg: RunConfig, stage: Stage, model, data: PreparedData, sink, token_offset: int,
-                title: str, callbacks=()):
+                title: str, callbacks=(), resume: dict | None = None):
     """Train `model` in place for one stage; returns the StageMetrics callback (its evals).
-    `callbacks`: more Lightning callbacks (e.g. PreAnneal, the copy before an anneal; tests record
-    the sequence ids consumed with one)."""
+
+    callbacks: more Lightning callbacks (PreAnneal, the copy before an anneal; PeriodicCheckpoint;
+    tests record the sequence ids consumed with one).
+    resume: a checkpoint's state (cpt/resume.py) whose weights are already in `model`: training
+    continues at its step with its optimizer, scheduler and callback states.
+    """
     import lightning as L
 
     from cpt.callbacks import StageMetrics, StageProgressBar
@@ -58,8 +62,10 @@ def train_stage(cfg: RunConfig, stage: Stage, model, data: PreparedData, sink, t
         logging.getLogger(name).setLevel(logging.WARNING)
     accum = accumulation(cfg)
     T = stage.steps
-    module = StageModule(model, lambda t: lr_at(t, T, stage.schedule), T)
-    loader = torch.utils.data.DataLoader(stage_sequences(cfg, stage, data),
+    start = resume["step"] if resume else 0  # optimizer steps already done
+    module = StageModule(model, lambda t: lr_at(t, T, stage.schedule), T, resume=resume)
+    # Step s reads sequences [s·B, (s+1)·B): a resumed stage starts reading at start·B.
+    loader = torch.utils.data.DataLoader(stage_sequences(cfg, stage, data, start * cfg.sequences_per_batch),
                                          batch_size=cfg.batch.micro_sequences, shuffle=False, drop_last=True)
     evals_at = eval_steps(T, warmup_steps(stage.schedule, T), cfg.eval.interval_steps, cfg.eval.warmup_interval_steps)
     anneal = anneal_start_step(stage.schedule, T)
@@ -68,15 +74,19 @@ def train_stage(cfg: RunConfig, stage: Stage, model, data: PreparedData, sink, t
     metrics = StageMetrics(
         sink, val_loaders(cfg, data), evals_at,
         cfg.log_interval_steps, token_offset, cfg.batch.tokens, accum,
-        flops_per_token(cfg.model, data.vocab_size))
+        flops_per_token(cfg.model, data.vocab_size), start_step=start)
+    all_callbacks = [metrics, StageProgressBar(title), *callbacks]
+    for cb in all_callbacks if resume else ():  # Lightning's callback-state protocol
+        if cb.state_key in resume["callbacks"]:
+            cb.load_state_dict(resume["callbacks"][cb.state_key])
     trainer = L.Trainer(
         accelerator=cfg.trainer.accelerator, devices=cfg.trainer.devices, num_nodes=cfg.trainer.num_nodes,
         strategy=cfg.trainer.strategy, precision=cfg.trainer.precision,
-        max_steps=T, max_epochs=1, accumulate_grad_batches=accum,
+        max_steps=T - start, max_epochs=1, accumulate_grad_batches=accum,
         gradient_clip_val=1.0,  # both papers clip the global gradient norm at 1.0
         logger=False, enable_checkpointing=False, enable_model_summary=False,
         num_sanity_val_steps=0, limit_val_batches=0,
-        callbacks=[metrics, StageProgressBar(title), *callbacks],
+        callbacks=all_callbacks,
     )
     trainer.fit(module, loader)
     return metrics

@@ -15,6 +15,7 @@ from cpt.data import shards as shard_io
 from cpt.data.build import build_shard
 from cpt.data.sources import source_identity, units
 from cpt.data.tokenizer import eos_id, fingerprint, load_tokenizer
+from cpt.errors import UserError
 
 BPE_TRAINING_DOCS = 4000  # D0 documents the BPE learns from (~5 MB of text is plenty at 1k merges)
 
@@ -60,7 +61,17 @@ def prepare(cfg: RunConfig, progress: bool | None = None, workers: int | None = 
     eos = eos_id(tok)
     built = {}
     for i, d in enumerate(cfg.shift.datasets):
-        built[d.name] = build_shard(shard_path(cfg, i, fp), d.name, dataset_identity(cfg, i), sources[i],
-                                    tok, eos, d.tokens, d.val_tokens, fp, workers=workers,
-                                    progress=progress, on_part=on_part)
+        shard = build_shard(shard_path(cfg, i, fp), d.name, dataset_identity(cfg, i), sources[i],
+                            tok, eos, d.tokens, d.val_tokens, fp, workers=workers,
+                            progress=progress, on_part=on_part)
+        _check_windows(shard, f"shift.datasets.{i}", cfg.model.seq_len)
+        built[d.name] = shard
     return PreparedData(tok, fp, built)
+
+
+def _check_windows(shard, key: str, seq_len: int) -> None:
+    """Each split must hold one window of seq_len + 1 tokens (inputs and shifted targets)."""
+    for split, n in (("train", shard.train_tokens), ("val", shard.val_tokens)):
+        if n < seq_len + 1:
+            raise UserError(f"{key}: its source gives {n} {split} tokens, fewer than one sequence of "
+                            f"model.seq_len + 1 = {seq_len + 1}; allowed: more text or a smaller model.seq_len")

@@ -48,11 +48,19 @@ def open_shard(path: Path, tokenizer_fp: str) -> Shard | None:
     """The shard at `path` if it is complete and matches; None if it was never built."""
     manifest = path / "manifest.json"
     if not manifest.exists():
+        if path.exists():  # atomic_dir never leaves this: someone removed or renamed the manifest
+            raise UserError(f"{manifest}: missing; the shard is incomplete: delete {path} to rebuild it")
         return None
-    m = json.loads(manifest.read_text())
+    try:
+        m = json.loads(manifest.read_text())
+        m = {k: m[k] for k in ("tokenizer", "train_tokens", "val_tokens", "dtype")}
+        np.dtype(m["dtype"])
+    except (OSError, UnicodeDecodeError, ValueError, KeyError, TypeError) as e:
+        raise UserError(f"{manifest}: unreadable manifest ({type(e).__name__}: {str(e)[:60]}); "
+                        f"the shard is corrupt: delete {path} to rebuild it") from None
     if m["tokenizer"] != tokenizer_fp:
-        raise UserError(f"{manifest}: built with tokenizer {m['tokenizer']}, this run uses "
-                        f"{tokenizer_fp}; delete the directory or use the same tokenizer")
+        raise UserError(f"{manifest}: built with tokenizer {m['tokenizer']}, this run's tokenizer is "
+                        f"{tokenizer_fp}; allowed: the tokenizer it was built with (or delete {path} to rebuild it)")
     shard = Shard(path, m["train_tokens"], m["val_tokens"], m["dtype"])
     itemsize = np.dtype(shard.dtype).itemsize
     for split, n in (("train", shard.train_tokens), ("val", shard.val_tokens)):

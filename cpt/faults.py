@@ -1,0 +1,54 @@
+"""Fault injection for the crash tests: make this process die at a chosen point.
+
+`CPT_FAULT=<point>:<n>[:<action>]` fires at the n-th time this process reaches `point`
+(counted over the whole process: every stage, every point of a multirun):
+- `step`: right after an optimizer step has run (n = 1 is the first step this process trains);
+- `checkpoint`: in the middle of a checkpoint write — the state file is on disk in the
+  temporary directory, the rename that publishes it has not happened.
+`action` is `kill` (default: SIGKILL to itself, exactly what `kill -9` does: no cleanup, no
+`finally`, no atexit) or `raise` (an InjectedFault exception, for cheap in-process tests).
+Unset, it costs one dictionary lookup per call.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+
+ENV = "CPT_FAULT"
+POINTS = ("step", "checkpoint")
+_counts: dict[str, int] = {}
+
+
+class InjectedFault(RuntimeError):
+    pass
+
+
+def parse(spec: str) -> tuple[str, int, str]:
+    parts = spec.split(":")
+    if len(parts) not in (2, 3) or parts[0] not in POINTS or not parts[1].isdigit():
+        raise ValueError(f"{ENV}={spec}: expected <{'|'.join(POINTS)}>:<n>[:kill|raise]")
+    action = parts[2] if len(parts) == 3 else "kill"
+    if action not in ("kill", "raise"):
+        raise ValueError(f"{ENV}={spec}: action must be kill or raise")
+    return parts[0], int(parts[1]), action
+
+
+def reached(point: str) -> None:
+    spec = os.environ.get(ENV)
+    if not spec:
+        return
+    want, n, action = parse(spec)
+    if want != point:
+        return
+    _counts[point] = _counts.get(point, 0) + 1
+    if _counts[point] != n:
+        return
+    if action == "raise":
+        raise InjectedFault(f"{ENV}: injected fault at {point} {n}")
+    os.kill(os.getpid(), signal.SIGKILL)
+
+
+def reset() -> None:
+    """Forget the counts (tests that inject faults in-process several times)."""
+    _counts.clear()
