@@ -8,4 +8,5 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "plan": ("cpt.commands.plan", "print what `python run.py <overrides>` would train (a dry run)"),
     "schedule": ("cpt.commands.schedule", "draw the learning rate of a whole chain over tokens (PNG)"),
     "prepare": ("cpt.commands.prepare", "tokenize and shard the datasets of a run ahead of training"),
+    "cache": ("cpt.commands.cache", "list or remove cached stage prefixes and periodic checkpoints"),
 }
