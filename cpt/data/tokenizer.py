@@ -29,7 +29,8 @@ def fingerprint(tok) -> str:
 def eos_id(tok) -> int:
     i = tok.token_to_id(EOS)
     if i is None:
-        raise UserError(f"tokenizer has no {EOS!r} token: a document separator is required")
+        raise UserError(f"tokenizer: has no {EOS!r} token; allowed: a tokenizer with it "
+                        "(it separates documents; the bpe and gpt-neox-20b tokenizers have it)")
     return i
 
 
@@ -73,7 +74,8 @@ def load_tokenizer(choice: str, cache_root: Path, d0_identity: dict, vocab_size:
     try:
         return Tokenizer.from_file(str(p))
     except Exception as e:  # tokenizers raises a bare Exception on bad JSON
-        raise UserError(f"tokenizer={choice}: not a valid tokenizer.json ({str(e)[:80]})") from None
+        raise UserError(f"tokenizer={choice}: not a valid tokenizer.json ({str(e)[:80]}); allowed: a "
+                        "tokenizer.json saved by Hugging Face tokenizers") from None
 
 
 def _from_hub(repo: str):
