@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 from cpt.cache import PrefixCache
+from cpt.checkpoint import StageCheckpoints
 from cpt.config import RunConfig
-from cpt.identity import prefix_key
+from cpt.identity import prefix_key, run_key
 from cpt.model import flops_per_token, n_params
 from cpt.plan import build_plan, chain_plan
 from cpt.recipes import stage_label
@@ -34,8 +35,10 @@ def describe(cfg: RunConfig, choices: dict) -> str:
                      + ("cached" if cached else todo))
     for s in stages:
         key = prefix_key(cfg, stages, s.index)
-        cached = s is not own_stage and cache.get(key) is not None
-        flops = s.tokens * fpt
+        cached = s is not own_stage and cache.get(key, touch=False) is not None
+        name = f"run-{run_key(cfg, stages)}" if s is own_stage else f"prefix-{key}"
+        done = 0 if cached else StageCheckpoints(cfg.paths.root / "checkpoints" / name).latest() or 0
+        flops = (s.tokens - done * cfg.batch.tokens) * fpt  # a stage with a checkpoint resumes there
         total_flops += 0 if cached else flops
         if s.init:
             lines.append(f"  stage {s.index} {stage_label(cfg, s)}: the pretrained model.init={s.init}, loaded and "
@@ -43,7 +46,8 @@ def describe(cfg: RunConfig, choices: dict) -> str:
             continue
         lines.append(f"  stage {s.index} {stage_label(cfg, s)}: {s.steps:,} steps, {s.tokens:,} tokens, "
                      f"{describe_schedule(s.schedule)}{', from the pre-anneal weights' if s.from_pre_anneal else ''}"
-                     f"{_mixture(cfg, s)}, {flops:.3g} FLOPs" + (f"  [cached {key[:12]}]" if cached else ""))
+                     f"{_mixture(cfg, s)}, {flops:.3g} FLOPs" + (f"  [cached {key[:12]}]" if cached else "")
+                     + (f"  [resumes from its checkpoint at step {done:,}]" if done else ""))
     est = total_flops / CPU_FLOPS_PER_S if cfg.trainer.accelerator == "cpu" else None
     lines.append(f"to train: {total_flops:.3g} FLOPs" + (f", ~{est / 60:.1f} min on this CPU" if est else ""))
     return "\n".join(lines)

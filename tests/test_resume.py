@@ -17,7 +17,9 @@ from cpt import faults
 from cpt.cache import PrefixCache
 from cpt.errors import TrainingDiverged
 
-from conftest import TINY_STEPS
+from cpt.dry_run import describe
+
+from conftest import TINY, TINY_STEPS, parse
 from test_end_to_end import client, run_tiny, runs_of_kind
 
 pytestmark = pytest.mark.slow
@@ -69,6 +71,9 @@ def test_crashes_mid_prefix_and_mid_stage_resume_to_the_same_numbers(baseline, t
     run_id = runs_of_kind(out, "run")[0].info.run_id
     ckpts = list((out / "checkpoints").iterdir())
     assert [p.name[:4] for p in ckpts] == ["run-"], f"seed {seed}: prefix checkpoints deleted once cached"
+    done1 = (k2 - (T - done0) - 1) // 5 * 5
+    plan = describe(parse(TINY + CKPT, out), {})
+    assert ("[resumes from its checkpoint at step" in plan) == (done1 > 0) and "[cached" in plan, plan
 
     _, resumed = run_tiny(out, CKPT, name="resumed")
     msg = f"seed {seed}: killed at step {k1} of stage 0, then at step {k2 - (T - done0)} of stage 1"
@@ -96,7 +101,7 @@ def test_crashes_mid_prefix_and_mid_stage_resume_to_the_same_numbers(baseline, t
 
 def test_finished_run_is_skipped_and_force_trains_it_again(baseline):
     out, _, base = baseline
-    assert not list((out / "checkpoints").iterdir())  # a finished stage keeps no checkpoints
+    assert not list((out / "checkpoints").glob("*/step-*"))  # a finished stage keeps no checkpoints
     _, again = run_tiny(out, CKPT, name="again")
     assert again.skipped and again.run_id == base.run_id
     assert again.metrics["final/avg_loss"] == base.metrics["final/avg_loss"]
@@ -108,12 +113,14 @@ def test_finished_run_is_skipped_and_force_trains_it_again(baseline):
     assert len(runs) == 2 and {r.data.tags["cpt.identity.run_key"] for r in runs} == {runs[0].data.tags["cpt.run_key"]}
 
 
-def test_nan_loss_stops_the_run_naming_the_step_and_caches_nothing(out):
+def test_nan_loss_stops_the_run_naming_the_step_and_caches_nothing(baseline):
+    out = baseline[0]  # its MLflow store exists already (creating one costs seconds)
+    entries = PrefixCache(out / "cache").entries()
     with pytest.raises(TrainingDiverged) as e:
         run_tiny(out, CKPT + ["pretrain.lr.max=1e30"])  # AdamW's decoupled decay at lr 1e30 overflows
     msg = str(e.value)
     assert "loss is nan at step " in msg and "marked FAILED" in msg and "\n" not in msg and e.value.exit_code == 3
-    (prefix,) = runs_of_kind(out, "prefix")
-    assert prefix.info.status == "FAILED" and prefix.info.run_id in msg
-    assert PrefixCache(out / "cache").entries() == []
-    assert not runs_of_kind(out, "run")
+    (failed,) = [r for r in runs_of_kind(out, "prefix") if r.info.status == "FAILED"]
+    assert failed.info.run_id in msg and failed.data.params["pretrain.lr.max"] == "1e+30"
+    assert PrefixCache(out / "cache").entries() == entries  # nothing cached
+    assert all(r.info.status == "FINISHED" for r in runs_of_kind(out, "run"))
