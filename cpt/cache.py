@@ -6,7 +6,7 @@ optimizer at every stage) and `result.json`; a stage with an infinite schedule a
 (`weights.pt` is the annealed model, the one evaluated). It is written under a temporary name
 and renamed, so a half-written entry is never seen. Concurrent jobs needing the same prefix serialise on an
 `flock`: the first trains it, the others wait and then find the entry. The OS drops the lock of
-a crashed process, so a dead job never blocks the others (tests/test_checkpoint.py kills a holder).
+a crashed process, so a dead job never blocks the others (tests/test_stage_checkpoints.py kills a holder).
 Entries are listed and removed with `cpt cache list` / `cpt cache rm`.
 """
 
@@ -39,13 +39,13 @@ class Entry:
         return self.path / "pre_anneal.pt"
 
     def load_weights(self, path: Path | None = None):
-        from cpt.checkpoint import torch_load
+        from cpt.stage_checkpoints import torch_load
 
         return torch_load(path or self.weights, f"cache entry {self.key[:12]} (cpt cache rm {self.key[:12]} removes it)")
 
     def load_into(self, model, path: Path | None = None) -> None:
         """Weights into `model` (the entry's, or its pre-anneal copy), checked to fit it."""
-        from cpt.checkpoint import load_state_dict_checked
+        from cpt.stage_checkpoints import load_state_dict_checked
 
         load_state_dict_checked(model, self.load_weights(path), path or self.weights)
 

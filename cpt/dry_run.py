@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from cpt.cache import PrefixCache
-from cpt.checkpoint import StageCheckpoints
+from cpt.stage_checkpoints import StageCheckpoints
 from cpt.config import RunConfig
 from cpt.identity import prefix_key, run_key
 from cpt.model import flops_per_token, n_params

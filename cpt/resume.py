@@ -18,12 +18,12 @@ import torch
 
 from cpt import faults
 from cpt.callbacks import StageMetrics
-from cpt.checkpoint import StageCheckpoints, load_state_dict_checked, starting_point
+from cpt.stage_checkpoints import StageCheckpoints, load_state_dict_checked, starting_point
 from cpt.errors import TrainingDiverged
 
 
 def checkpoints_for(cfg, name: str) -> StageCheckpoints:
-    """name: prefix-<prefix key> or run-<run key> (derived from the identity, see checkpoint.py)."""
+    """name: prefix-<prefix key> or run-<run key> (derived from the identity, see stage_checkpoints.py)."""
     return StageCheckpoints(cfg.paths.root / "checkpoints" / name)
 
 

@@ -17,7 +17,7 @@ import pytest
 import torch
 
 from cpt.cache import PrefixCache
-from cpt.checkpoint import StageCheckpoints
+from cpt.stage_checkpoints import StageCheckpoints
 from cpt.config import check_group_choices
 from cpt.data.prepare import prepare, shard_path
 from cpt.errors import UserError
@@ -70,7 +70,7 @@ def _checkpoint(out, cfg, **model_changes):
     model = build_model(spec, 1024)
     store = StageCheckpoints(out / "checkpoints" / f"prefix-{prefix_key(cfg, build_plan(cfg), 0)}")
     meta = {"stage": 0, "model": dataclasses.asdict(spec), "vocab_rows": 1024}
-    state = {"step": 6, "model": model.state_dict(), "optimizer": {}, "scheduler": {}, "callback": {}}
+    state = {"step": 6, "model": model.state_dict(), "optimizer": {}, "scheduler": {}, "callbacks": {}}
     return store.save(6, state, meta, keep_last=2)
 
 
@@ -95,7 +95,7 @@ def checkpoint_weights_swapped(out, cfg):
     """meta says this model, the weights are another size (a file copied over by hand)."""
     d = _checkpoint(out, cfg)
     torch.save({"step": 6, "model": build_model(dataclasses.replace(cfg.model, n_layer=3), 1024).state_dict(),
-                "optimizer": {}, "scheduler": {}, "callback": {}}, d / "state.pt")
+                "optimizer": {}, "scheduler": {}, "callbacks": {}}, d / "state.pt")
 
 
 def _cache_entry(out, cfg, state_dict):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 
 from cpt.cache import PrefixCache
-from cpt.checkpoint import StageCheckpoints
+from cpt.stage_checkpoints import StageCheckpoints
 from cpt.cli import main
 
 

@@ -42,14 +42,18 @@ def baseline(tmp_path_factory, prepared_root):
     return out, cfg, result
 
 
-def _crash(out, spec):
+def _crash_with(out, overrides, spec):
     os.environ[faults.ENV] = spec
     faults.reset()
     try:
         with pytest.raises(faults.InjectedFault):
-            run_tiny(out, CKPT, name="crashing")
+            run_tiny(out, overrides, name="crashing")
     finally:
         del os.environ[faults.ENV]
+
+
+def _crash(out, spec):
+    _crash_with(out, CKPT, spec)
 
 
 def _history(out, run_id, key):
@@ -124,3 +128,40 @@ def test_nan_loss_stops_the_run_naming_the_step_and_caches_nothing(baseline):
     assert failed.info.run_id in msg and failed.data.params["pretrain.lr.max"] == "1e+30"
     assert PrefixCache(out / "cache").entries() == entries  # nothing cached
     assert all(r.info.status == "FINISHED" for r in runs_of_kind(out, "run"))
+
+
+def test_own_checkpoint_wins_over_model_init(baseline, tmp_path):
+    """model.init is stage 0; a crash in stage 1 resumes from stage 1's checkpoint, not from init."""
+    from test_pretrained import save_tiny_neox
+
+    out = baseline[0]
+    init = [f"model.init={save_tiny_neox(tmp_path / 'init')}", "shift.datasets.1.tokens=6144"]  # 12 steps
+    k = random.randint(6, 11)  # after the checkpoint of step 5
+    _crash_with(out, CKPT + init, f"step:{k}:raise")
+    _, resumed = run_tiny(out, CKPT + init)
+    tags = client(out).get_run(resumed.run_id).data.tags
+    assert tags["cpt.resumed_from_step"] == "5", f"killed at step {k}"
+    _, fresh = run_tiny(out, CKPT + init + ["force=true"])  # the same run, uninterrupted
+    assert fresh.run_id != resumed.run_id
+    for key, v in fresh.metrics.items():
+        assert resumed.metrics[key] == pytest.approx(v, abs=1e-6), f"killed at step {k}: {key}"
+
+
+def test_crash_after_the_anneal_start_keeps_the_pre_anneal_copy(baseline, tmp_path, prepared_root):
+    """An infinite schedule: stage 0 anneals from step 17 (warm-up 2 + ceil(0.6·24)); its copy
+    before the anneal (what stage 1 continues from) must survive a crash at step 21-23."""
+    out = baseline[0]
+    inf = CKPT + ["schedule=infinite-cosine", "schedule.cooldown=0.4", "schedule.constant_until=0.6"]
+    k = random.randint(21, T - 1)  # after the checkpoint of step 20, past the anneal start
+    _crash_with(out, inf, f"step:{k}:raise")
+    _, got = run_tiny(out, inf)
+    ref = tmp_path / "reference"  # the uninterrupted run: its own cache, the same MLflow store
+    for sub in ("data", "tokenizers"):
+        shutil.copytree(prepared_root / sub, ref / sub)
+    _, want = run_tiny(ref, inf + [f"tracking.uri=sqlite:///{out}/mlflow.db", "force=true"])
+    for key, v in want.metrics.items():
+        assert got.metrics[key] == pytest.approx(v, abs=1e-6), f"killed at step {k}: {key}"
+    (entry,) = [e for e in PrefixCache(out / "cache").entries() if e.pre_anneal.exists()]
+    (ref_entry,) = PrefixCache(ref / "cache").entries()
+    w, rw = entry.load_weights(entry.pre_anneal), ref_entry.load_weights(ref_entry.pre_anneal)
+    assert max((w[n] - rw[n]).abs().max().item() for n in w) < 1e-6

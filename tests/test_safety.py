@@ -39,4 +39,4 @@ def test_no_code_from_strings_and_weights_only_loading():
 
 def test_the_scan_sees_the_loaders():
     loads = [(p.name, n) for p in SOURCES for n, _ in _calls(p) if n == "torch.load"]
-    assert ("checkpoint.py", "torch.load") in loads  # the one place checkpoints and cache entries are read
+    assert ("stage_checkpoints.py", "torch.load") in loads  # where checkpoints and cache entries are read

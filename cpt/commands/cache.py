@@ -45,7 +45,7 @@ def _dir_size(d: Path) -> int:
 
 def list_cache(root: Path) -> str:
     from cpt.cache import PrefixCache
-    from cpt.checkpoint import StageCheckpoints
+    from cpt.stage_checkpoints import StageCheckpoints
 
     entries = PrefixCache(root / "cache").entries()
     lines = [f"cache {root / 'cache'}: {len(entries)} entries, "

@@ -20,7 +20,7 @@ import torch
 
 from cpt import faults
 from cpt.cache import PrefixCache
-from cpt.checkpoint import StageCheckpoints, load_state_dict_checked, starting_point
+from cpt.stage_checkpoints import StageCheckpoints, load_state_dict_checked, starting_point
 from cpt.errors import UserError
 from cpt.model import ModelSpec, build_model
 
@@ -46,7 +46,7 @@ def test_starting_point_precedence(checkpoint_step, init, from_scratch, expected
 
 def _state(step: int) -> dict:
     return {"step": step, "model": {"w": torch.full((2,), float(step))}, "optimizer": {}, "scheduler": {},
-            "callback": {"evals": {0: {"a": 1.0}}, "replayed": 0, "consumed": 4 * step}, "rng": torch.get_rng_state()}
+            "callbacks": {"StageMetrics": {"evals": {0: {"a": 1.0}}, "replayed": 0, "consumed": 4 * step}}, "rng": torch.get_rng_state()}
 
 
 def test_keep_last_k_and_latest(tmp_path):
@@ -57,7 +57,7 @@ def test_keep_last_k_and_latest(tmp_path):
     assert store.steps() == [15, 20] and store.latest() == 20
     got = store.load(20, META)
     assert got["step"] == 20 and torch.equal(got["model"]["w"], torch.full((2,), 20.0))
-    assert got["callback"]["evals"] == {0: {"a": 1.0}}
+    assert got["callbacks"]["StageMetrics"]["evals"] == {0: {"a": 1.0}}
     store.record_run({"run_id": "abc"})
     assert store.recorded_run() == {"run_id": "abc"}
     store.clear()
@@ -82,11 +82,11 @@ def test_kill_during_checkpoint_write_keeps_the_previous_one(tmp_path):
     script = textwrap.dedent(f"""
         import sys; sys.path.insert(0, {str(ROOT)!r})
         import torch
-        from cpt.checkpoint import StageCheckpoints
+        from cpt.stage_checkpoints import StageCheckpoints
         store = StageCheckpoints({str(tmp_path / 'run-z')!r})
         for step in (5, 10):
             store.save(step, {{"step": step, "model": {{"w": torch.zeros(3)}}, "optimizer": {{}},
-                               "scheduler": {{}}, "callback": {{}}}}, {META!r}, keep_last=2)
+                               "scheduler": {{}}, "callbacks": {{}}}}, {META!r}, keep_last=2)
     """)
     res = subprocess.run([sys.executable, "-c", script], env={**os.environ, faults.ENV: "checkpoint:2"},
                          capture_output=True, text=True, timeout=120)
@@ -129,7 +129,7 @@ def test_damaged_checkpoints_are_one_line_errors(tmp_path, damage, needle):
     elif damage == "meta":
         (d / "meta.json").write_text("{not json")
     elif damage == "pickle":  # arbitrary pickled objects are refused, not executed
-        torch.save({"model": {}, "optimizer": {}, "scheduler": {}, "callback": Evil()}, d / "state.pt")
+        torch.save({"model": {}, "optimizer": {}, "scheduler": {}, "callbacks": Evil()}, d / "state.pt")
     with pytest.raises(UserError) as e:
         store.load(5, META)
     assert needle in str(e.value) and "\n" not in str(e.value), str(e.value)
