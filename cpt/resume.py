@@ -19,7 +19,7 @@ import torch
 from cpt import faults
 from cpt.callbacks import StageMetrics
 from cpt.stage_checkpoints import StageCheckpoints, load_state_dict_checked, starting_point
-from cpt.errors import TrainingDiverged
+from cpt.errors import TrainingDiverged, UserError
 
 
 def checkpoints_for(cfg, name: str) -> StageCheckpoints:
@@ -86,7 +86,8 @@ def train_resumable(cfg, stage, name: str, model, data, tracker, run_name: str, 
         # Over whatever the caller loaded (model.init, the previous stage): the run's own wins.
         state = store.load(latest, meta)
         load_state_dict_checked(model, state["model"], store.root / f"step-{latest:08d}")
-        torch.set_rng_state(state["rng"])
+        if "rng" in state:
+            torch.set_rng_state(state["rng"])
         say(f"{title}: resuming from its checkpoint at step {latest} of {stage.steps} ({store.root})")
     resumed_tags = {"cpt.resumed_from_step": latest} if latest is not None else {}
     log, reopened = _open_run(store, tracker, run_name, params, tags, resumed_tags)
@@ -124,7 +125,10 @@ def tidy_leftover(store: StageCheckpoints, tracker) -> None:
     deleting them. Close the run they logged to (it trained to the end) and delete them."""
     if not store.root.exists():
         return
-    rec = store.recorded_run()
+    try:
+        rec = store.recorded_run()
+    except UserError:  # an unreadable record: the checkpoints go all the same
+        rec = None
     if rec and rec.get("tracking_uri") == tracker.uri:
         tracker.finish_if_running(rec["run_id"])
     store.clear()
