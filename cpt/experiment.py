@@ -160,7 +160,10 @@ def _finished(cfg, stages, tracker, cache, rkey, ctx, say) -> RunResult | None:
     tidy_leftover(checkpoints_for(cfg, f"run-{rkey}"), tracker)  # a kill after FINISHED, before deleting them
     reference = chain_plan(cfg) if cfg.recipe.name in ("union", "scratch") else stages
     s0 = cache.get(prefix_key(cfg, reference, 0))
-    return RunResult(dict(done.data.metrics), done.info.run_id, [], s0.result if s0 else {}, skipped=True)
+    # Every cached stage the run would walk (see run()) was there: all hits.
+    walked = len(stages) - 1 if cfg.recipe.name == "cpt" else len(stages) + (reference is not stages)
+    return RunResult(dict(done.data.metrics), done.info.run_id, [True] * walked, s0.result if s0 else {},
+                     skipped=True)
 
 
 def _start_path(entry, stage: Stage | None):
