@@ -5,7 +5,7 @@ prefix stage and `run-<run key>` for a run's own last stage. Both keys come from
 identity (cpt/identity.py), so the same command finds the directory again, and the job that
 holds the stage's lock is the only one writing it.
 
-    step-00000120/state.pt   weights, optimizer, LR scheduler, metric-callback state (torch.save)
+    step-00000120/state.pt   weights, optimizer, LR scheduler, callback states (torch.save)
     step-00000120/meta.json  the step, the stage and the model it belongs to
     run.json                 the MLflow run the stage logs to, reopened on resume
 
