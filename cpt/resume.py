@@ -4,8 +4,7 @@ the same stage, step, data order, LR, optimizer state and MLflow run.
 Why the result equals an uninterrupted run: a checkpoint is taken between optimizer steps and
 holds everything the next step reads — weights, AdamW moments and step counts, the scheduler's
 step (the LR is a pure function of it), the callbacks' state (evaluations so far, counters, the
-pre-anneal copy of an infinite schedule)
-— and the data of step s is sequences [s·B, (s+1)·B) of StageSequences, a pure function of the
+pre-anneal copy of an infinite schedule) — and the data of step s is sequences [s·B, (s+1)·B) of StageSequences, a pure function of the
 index (`start`). Nothing else carries state from one step to the next (dropout is 0).
 """
 
