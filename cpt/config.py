@@ -136,6 +136,23 @@ class Shift:
     paths: list | None = None  # shift=files, N datasets: one entry per dataset (replaces up/downstream)
     names: list | None = None  # names of the `paths` datasets (default d0, d1, ...)
 
+    def __post_init__(self):
+        for d, name in zip(self.datasets, occurrence_names([d.name for d in self.datasets])):
+            d.name = name
+
+
+def occurrence_names(names: list[str]) -> list[str]:
+    """A dataset listed again keeps its own metric keys: its k-th repeat is named `<name>.k`
+    (D0 → D0: syn-en-a, syn-en-a.1). MLflow keys allow only letters, digits and `_-. /:`,
+    so `@` cannot mark the repeat; `.` reads as "occurrence k" and survives every store."""
+    seen: dict[str, int] = {}
+    out = []
+    for n in names:
+        k = seen.get(n, 0)
+        seen[n] = k + 1
+        out.append(f"{n}.{k}" if k else n)
+    return out
+
 
 @dataclass
 class Batch:
@@ -223,7 +240,8 @@ class RunConfig:
                "only without recipe=scratch (scratch trains from random weights)")
         _check(len(self.shift.datasets) >= 2, "shift.datasets", len(self.shift.datasets), "at least 2 datasets")
         names = [d.name for d in self.shift.datasets]
-        _check(len(set(names)) == len(names), "shift.datasets", names, "distinct dataset names")
+        _check(len(set(names)) == len(names), "shift.datasets", names,
+               "distinct dataset names (a repeat of `x` is named `x.1`, `x.2`, ...)")
         seq = self.model.seq_len
         _check(self.batch.tokens % seq == 0 and self.batch.tokens >= seq, "batch.tokens", self.batch.tokens,
                f"a positive multiple of model.seq_len ({seq})")

@@ -59,13 +59,17 @@ def prepare(cfg: RunConfig, progress: bool | None = None, workers: int | None = 
     )
     fp = fingerprint(tok)
     eos = eos_id(tok)
-    built = {}
+    built, by_key = {}, {}
     for i, d in enumerate(cfg.shift.datasets):
+        key = shard_io.shard_key(dataset_identity(cfg, i), d.tokens, d.val_tokens, fp)
+        if key in by_key:  # a dataset read again (D0 → D0): one shard under both names
+            built[d.name] = by_key[key]
+            continue
         shard = build_shard(shard_path(cfg, i, fp), d.name, dataset_identity(cfg, i), sources[i],
                             tok, eos, d.tokens, d.val_tokens, fp, workers=workers,
                             progress=progress, on_part=on_part)
         _check_windows(shard, f"shift.datasets.{i}", cfg.model.seq_len)
-        built[d.name] = shard
+        built[d.name] = by_key[key] = shard
     return PreparedData(tok, fp, built)
 
 
