@@ -39,6 +39,7 @@ def task(cfg):
             print(describe(run_cfg, choices))
             return float("nan")
         from cpt.experiment import RunContext, run
+        from cpt.job_tags import job_tags
         from cpt.tracking import flatten
 
         resolved = OmegaConf.to_container(cfg, resolve=True)
@@ -50,6 +51,7 @@ def task(cfg):
             resolved_yaml=OmegaConf.to_yaml(cfg, resolve=True),
             sweep_id=Path(hc.sweep.dir).name if multirun else "",
             run_name=",".join(overrides) or "default",
+            extra_tags=job_tags(),
         )
         result = run(run_cfg, ctx)
         print(summary(run_cfg, result))

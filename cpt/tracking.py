@@ -155,6 +155,56 @@ class Tracker:
     def runs(self, filter_string: str) -> list:
         return self.client.search_runs([self.experiment_id], filter_string, max_results=10_000)
 
+    # -- reading back, for reports: plain dicts and lists, so no caller touches mlflow types
+
+    def records(self, filter_string: str) -> list[dict]:
+        """The runs matching `filter_string`, oldest first, as plain dicts (see `_record`)."""
+        return sorted((_record(r) for r in self.runs(filter_string)), key=lambda r: r["start_time"] or 0)
+
+    def has_experiment(self, name: str) -> bool:
+        return self.client.get_experiment_by_name(name) is not None
+
+    def record(self, run_id: str) -> dict | None:
+        """One run as a plain dict, or None if the store no longer has it."""
+        from mlflow.exceptions import MlflowException
+
+        try:
+            return _record(self.client.get_run(run_id))
+        except MlflowException:
+            return None
+
+    def history(self, run_id: str, key: str) -> list[tuple[int, float]]:
+        """Every logged (step, value) of one metric, by step (steps are tokens since the chain began)."""
+        return sorted((m.step, m.value) for m in self.client.get_metric_history(run_id, key))
+
+    def tag_values(self, tag: str) -> list[str]:
+        """The distinct values of a tag over this experiment's runs (e.g. every sweep id)."""
+        return sorted({r["tags"][tag] for r in self.records("") if r["tags"].get(tag)})
+
+    def publish(self, name: str, folder: Path, tags: dict) -> str:
+        """Log every file of `folder` as artifacts of the run named `name` tagged `tags`
+        (created once, reused when published again); returns its run id."""
+        found = self.records(" and ".join(f"tags.`{k}` = '{v}'" for k, v in tags.items()))
+        run_id = found[0]["run_id"] if found else self.client.create_run(
+            self.experiment_id, run_name=name, tags={k: str(v) for k, v in tags.items()}).info.run_id
+        self.client.log_artifacts(run_id, str(folder))
+        self.client.set_terminated(run_id, "FINISHED")
+        return run_id
+
+    def artifacts(self, run_id: str) -> list[str]:
+        return [a.path for a in self.client.list_artifacts(run_id)]
+
+
+def _record(run) -> dict:
+    info = run.info
+    return {"run_id": info.run_id, "name": info.run_name, "status": info.status, "start_time": info.start_time,
+            "params": dict(run.data.params), "tags": dict(run.data.tags), "metrics": dict(run.data.metrics)}
+
+
+def store_exists(cfg: Tracking) -> bool:
+    """False for a SQLite URI whose file is missing (reading it would create an empty store)."""
+    return not cfg.uri.startswith("sqlite:///") or Path(cfg.uri[len("sqlite:///"):]).exists()
+
 
 class RunLog:
     def __init__(self, client, run_id: str):
