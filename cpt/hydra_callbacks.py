@@ -1,4 +1,4 @@
-"""Hydra callbacks: the table of a multirun's grid, printed when the sweep ends."""
+"""Hydra callbacks: when a multirun ends, the table of its grid and its report."""
 
 from __future__ import annotations
 
@@ -16,6 +16,18 @@ class SweepSummary(Callback):
             from cpt.sweep_table import sweep_table
 
             run_cfg = parse(config)
-            print(sweep_table(run_cfg.tracking, Path(config.hydra.sweep.dir).name))
+            if run_cfg.dry_run:
+                return  # nothing ran
+            sweep_id = Path(config.hydra.sweep.dir).name
+            print(sweep_table(run_cfg.tracking, sweep_id))
         except UserError:
-            pass  # the jobs already reported it
+            return  # the jobs already reported it
+        try:
+            from cpt.reports import write_report
+
+            path = write_report(run_cfg.tracking, sweep_id, run_cfg.paths.root)
+        except UserError as e:  # e.g. no job finished
+            print(f"no report: {e}")
+            return
+        print(f"report: {path}\n  again, or after more runs:  cpt report {sweep_id}"
+              + (f" paths.output_dir={run_cfg.paths.output_dir}" if run_cfg.paths.output_dir != "outputs" else ""))

@@ -9,4 +9,5 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "schedule": ("cpt.commands.schedule", "draw the learning rate of a whole chain over tokens (PNG)"),
     "prepare": ("cpt.commands.prepare", "tokenize and shard the datasets of a run ahead of training"),
     "cache": ("cpt.commands.cache", "list or remove cached stage prefixes and periodic checkpoints"),
+    "report": ("cpt.commands.report", "write the trade-off report of a sweep or experiment from MLflow"),
 }

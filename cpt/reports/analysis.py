@@ -1,0 +1,193 @@
+"""What a report shows, computed from the runs (pure: no MLflow, no plotting).
+
+- swept keys: the params that differ between the grid's runs (seed aside: seeds are repeats);
+- variants: the runs grouped by their swept values, seeds aggregated (mean ± sample std);
+- baselines: runs a sweeper marked (tag cpt.baseline) or of another recipe than `cpt`; they
+  stand beside the grid as reference rows (union, scratch, upstream-only, constant η_min ...);
+- the papers' table (D0 loss / D1 loss / … / AVG), the Pareto front of (upstream, downstream)
+  loss, and each variant's compute relative to the union baseline.
+"""
+
+from __future__ import annotations
+
+import math
+import statistics
+from dataclasses import dataclass, field
+
+from cpt.config import GROUPS, occurrence_names
+
+SEED = "seed"
+BASELINE_ORDER = ("union", "scratch", "upstream-only")  # the papers' order of reference rows
+
+
+def dataset_names(params: dict[str, str]) -> list[str]:
+    """The chain's dataset names as they appear in metric keys (a repeat of `x` is `x.1`)."""
+    names, k = [], 0
+    while f"shift.datasets.{k}.name" in params:
+        names.append(params[f"shift.datasets.{k}.name"])
+        k += 1
+    return occurrence_names(names)
+
+
+def baseline_label(params: dict[str, str], tags: dict[str, str]) -> str | None:
+    """Its label if the run is a reference run beside the grid, else None."""
+    if tags.get("cpt.baseline"):
+        return tags["cpt.baseline"]
+    recipe = params.get("recipe", tags.get("cpt.recipe", "cpt"))
+    return None if recipe in ("cpt", "") else recipe
+
+
+def num(v):
+    """Sort key that orders numbers numerically and puts text after them."""
+    try:
+        return (0, float(v), "")
+    except (TypeError, ValueError):
+        return (1, 0.0, str(v))
+
+
+def swept_keys(params: list[dict[str, str]]) -> list[str]:
+    """Keys whose value differs between runs, seed excluded. Keys that follow a group choice
+    (`shift.name`, `shift.datasets.1.name` ... change with `shift`) are left out when the
+    choice itself is kept. Group choices first, then by depth and length."""
+    if len(params) < 2:
+        return []
+    keys = {k for p in params for k in p if k != SEED and len({q.get(k) for q in params}) > 1}
+    ordered = sorted(keys, key=lambda k: (k not in GROUPS, k.count("."), len(k), k))
+    kept, groups = [], set()
+    for k in ordered:
+        part = _partition([p.get(k) for p in params])
+        derived = k.split(".")[0] in GROUPS or k == "tokenizer"  # follows a group choice
+        if not (derived and part in groups):
+            kept.append(k)
+        if k in GROUPS:
+            groups.add(part)
+    return sorted(kept, key=lambda k: (k not in GROUPS, ordered.index(k)))
+
+
+def _partition(values: list) -> tuple:
+    first: dict = {}
+    return tuple(first.setdefault(v, len(first)) for v in values)
+
+
+@dataclass
+class Stat:
+    mean: float
+    std: float  # sample standard deviation over seeds (0 with one seed)
+    n: int
+
+    def text(self, digits: int = 4) -> str:
+        if math.isnan(self.mean):
+            return "-"
+        return f"{self.mean:.{digits}f}" + (f" ± {self.std:.{digits}f}" if self.n > 1 else "")
+
+
+def stat(values: list[float]) -> Stat:
+    values = [v for v in values if v is not None and not math.isnan(v)]
+    if not values:
+        return Stat(math.nan, math.nan, 0)
+    return Stat(statistics.fmean(values), statistics.stdev(values) if len(values) > 1 else 0.0, len(values))
+
+
+@dataclass
+class Variant:
+    label: str
+    values: dict[str, str]  # swept key -> value (empty for a baseline)
+    baseline: bool
+    runs: list = field(default_factory=list)  # load.Run, one per seed
+
+    @property
+    def datasets(self) -> list[str]:
+        return dataset_names(self.runs[0].params)
+
+    def stat(self, key: str) -> Stat:
+        return stat([r.metrics.get(key) for r in self.runs])
+
+    def final(self, position: int) -> Stat:
+        """Final loss of the chain's dataset at `position` (D0, D1, ...), over seeds."""
+        return stat([r.metrics.get(f"final/{dataset_names(r.params)[position]}/loss")
+                     if position < len(dataset_names(r.params)) else None for r in self.runs])
+
+
+def variants(runs: list) -> tuple[list[str], list[Variant]]:
+    """(swept keys of the grid, variants: grid points in swept-value order, then baselines)."""
+    grid = [r for r in runs if baseline_label(r.params, r.tags) is None]
+    keys = swept_keys([r.params for r in grid])
+    groups: dict[tuple, Variant] = {}
+    for r in grid:
+        values = {k: r.params.get(k, "") for k in keys}
+        key = ("grid",) + tuple(values.values())
+        label = ", ".join(f"{k}={v}" for k, v in values.items()) or r.params.get("recipe", "cpt")
+        groups.setdefault(key, Variant(label, values, False)).runs.append(r)
+    for r in runs:
+        label = baseline_label(r.params, r.tags)
+        if label is not None:
+            groups.setdefault(("baseline", label), Variant(label, {}, True)).runs.append(r)
+    grid_v = sorted((v for v in groups.values() if not v.baseline),
+                    key=lambda v: [num(v.values[k]) for k in keys])
+    base_v = sorted((v for v in groups.values() if v.baseline),
+                    key=lambda v: (BASELINE_ORDER.index(v.label) if v.label in BASELINE_ORDER else len(BASELINE_ORDER),
+                                   v.label))
+    return keys, grid_v + base_v
+
+
+def n_datasets(variants_: list[Variant]) -> int:
+    return max(len(v.datasets) for v in variants_)
+
+
+def pareto_front(points: list[tuple[float, float]]) -> list[int]:
+    """Indices of the points no other point beats on both coordinates (both minimised),
+    ordered by the first coordinate. Ties on both coordinates keep every copy."""
+    front = []
+    for i, (x, y) in enumerate(points):
+        if math.isnan(x) or math.isnan(y):
+            continue
+        dominated = any(a <= x and b <= y and (a < x or b < y) for a, b in points if not (math.isnan(a) or math.isnan(b)))
+        if not dominated:
+            front.append(i)
+    return sorted(front, key=lambda i: points[i])
+
+
+def union_tokens(variants_: list[Variant]) -> tuple[float, str]:
+    """Tokens the union baseline trains: its logged compute if the sweep has one, else the sum
+    of the chain's budgets (what `recipe=union` would train). Returns (tokens, where from)."""
+    for v in variants_:
+        if v.baseline and v.runs[0].params.get("recipe") == "union":
+            s = v.stat("compute/tokens")
+            if s.n:
+                return s.mean, f"the union run ({v.label})"
+    params = variants_[0].runs[0].params
+    total = sum(float(params[f"shift.datasets.{k}.tokens"]) for k in range(len(variants_[0].datasets))
+                if f"shift.datasets.{k}.tokens" in params)
+    return total, "the sum of the chain's token budgets"
+
+
+@dataclass
+class ComputeRow:
+    label: str
+    own_tokens: float  # this run's own stage(s)
+    total_tokens: float  # including the cached prefix it started from
+    own_ratio: float  # own / union
+    total_ratio: float
+
+
+def compute_rows(variants_: list[Variant]) -> tuple[list[ComputeRow], str]:
+    union, source = union_tokens(variants_)
+    rows = []
+    for v in variants_:
+        own = v.stat("compute/tokens").mean
+        total = v.stat("compute/tokens_with_prefix")
+        total_v = total.mean if total.n else own
+        rows.append(ComputeRow(v.label, own, total_v, own / union if union else math.nan,
+                               total_v / union if union else math.nan))
+    return rows, source
+
+
+def table(variants_: list[Variant]) -> tuple[list[str], list[list[str]]]:
+    """The papers' layout: one row per variant (baselines last): D0 loss, D1 loss, ..., AVG."""
+    n = n_datasets(variants_)
+    names = [{v.datasets[k] for v in variants_ if k < len(v.datasets)} for k in range(n)]
+    head = ["run"] + [f"D{k} loss" + (f" ({next(iter(s))})" if len(s) == 1 else "") for k, s in enumerate(names)]
+    head += ["AVG", "seeds"]
+    rows = [[v.label] + [v.final(k).text() for k in range(n)] + [v.stat("final/avg_loss").text(), str(len(v.runs))]
+            for v in variants_]
+    return head, rows

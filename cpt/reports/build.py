@@ -1,0 +1,84 @@
+"""`write_report`: load the runs → analyse → draw → write report.md → log it all to MLflow."""
+
+from __future__ import annotations
+
+import itertools
+import os
+import re
+import shutil
+import uuid
+from pathlib import Path
+
+from cpt.config import Tracking
+from cpt.errors import UserError
+
+
+def write_report(tracking: Tracking, report_id: str, output_dir: Path, name: str | None = None) -> Path:
+    """Write <output_dir>/reports/<name>/ (name: the report id) and log its files as the
+    artifacts of one MLflow run (tag cpt.kind=report). Returns the path of report.md."""
+    from cpt.reports.load import load
+    from cpt.tracking import Tracker
+
+    if not re.fullmatch(r"[\w.\-: ]+", report_id):
+        raise UserError(f"report id {report_id!r}: allowed letters, digits and _ . - : (a sweep or experiment name)")
+    name = name or report_id
+    if not re.fullmatch(r"[\w.\-]+", name):
+        raise UserError(f"--name {name!r}: allowed letters, digits and _ . - (it names a folder)")
+    loaded = load(tracking, report_id)
+    final = Path(output_dir) / "reports" / name
+    with _replacing(final) as tmp:
+        render(loaded, tmp)
+    tags = {"cpt.kind": "report", "cpt.report": name}
+    if loaded.scope == "sweep":
+        tags["cpt.sweep_id"] = report_id
+    Tracker(Tracking(loaded.uri, loaded.experiment, tracking.artifact_dir)).publish(f"report-{name}", final, tags)
+    return final / "report.md"
+
+
+def render(loaded, out: Path) -> dict:
+    """Every figure and table of the report into `out`; returns the figures by kind."""
+    from cpt.reports import analysis, markdown, plots
+
+    keys, variants = analysis.variants(loaded.runs)
+    grid = [v for v in variants if not v.baseline]
+    figures: dict = {"curves": plots.curves(variants, out / "curves.png"),
+                     "lr": plots.learning_rate(variants, out / "lr.png")}
+    figures["tradeoff"], front = plots.tradeoff(variants, out / "tradeoff.png")
+    values = {k: {v.values[k] for v in grid} for k in keys}
+    figures["final_vs"] = {k: plots.final_vs(variants, keys, k, out / f"final_vs_{_safe(k)}.png")
+                           for k in keys if len(values[k]) > 1}
+    figures["heatmaps"] = {(a, b): plots.heatmap(variants, keys, a, b, out / f"heatmap_{_safe(a)}_x_{_safe(b)}.png")
+                           for a, b in itertools.combinations(keys, 2)
+                           if 1 < len(values[a]) <= plots.MAX_CATEGORIES and 1 < len(values[b]) <= plots.MAX_CATEGORIES}
+    rows, source = analysis.compute_rows(variants)
+    figures["compute"] = plots.compute(rows, out / "compute.png")
+    markdown.write_tables(variants, keys, rows, out)
+    (out / "report.md").write_text(markdown.report_md(loaded, keys, variants, figures, front, rows, source))
+    return figures
+
+
+def _safe(key: str) -> str:
+    return re.sub(r"[^\w.\-]", "_", key)
+
+
+class _replacing:
+    """Build a directory under a temporary name, then swap it in for `final`: a reader never
+    sees a half-written report, and an old one is replaced only by a complete new one."""
+
+    def __init__(self, final: Path):
+        self.final = final
+        self.tmp = final.parent / f".tmp-{final.name}-{uuid.uuid4().hex[:8]}"
+
+    def __enter__(self) -> Path:
+        self.tmp.mkdir(parents=True)
+        return self.tmp
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        if exc_type is not None:
+            shutil.rmtree(self.tmp, ignore_errors=True)
+            return
+        old = self.final.parent / f".old-{self.final.name}-{uuid.uuid4().hex[:8]}"
+        if self.final.exists():
+            os.rename(self.final, old)
+        os.rename(self.tmp, self.final)
+        shutil.rmtree(old, ignore_errors=True)
