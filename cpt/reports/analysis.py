@@ -45,6 +45,20 @@ def num(v):
         return (1, 0.0, str(v))
 
 
+def short(v) -> str:
+    """A swept value as people write it: an Optuna draw 0.27440675196 reads 0.2744."""
+    try:
+        x = float(v)
+    except (TypeError, ValueError):
+        return str(v)
+    return f"{x:.4g}" if len(str(v)) > 8 else str(v)
+
+
+def searched(runs: list) -> bool:
+    """True when every run is an Optuna trial: swept values are draws, not grid points."""
+    return bool(runs) and all(r.tags.get("cpt.optuna.trial") for r in runs)
+
+
 def swept_keys(params: list[dict[str, str]]) -> list[str]:
     """Keys whose value differs between runs, seed excluded. Keys that follow a group choice
     (`shift.name`, `shift.datasets.1.name` ... change with `shift`) are left out when the
@@ -116,7 +130,7 @@ def variants(runs: list) -> tuple[list[str], list[Variant]]:
     for r in grid:
         values = {k: r.params.get(k, "") for k in keys}
         key = ("grid",) + tuple(values.values())
-        label = ", ".join(f"{k}={v}" for k, v in values.items()) or r.params.get("recipe", "cpt")
+        label = ", ".join(f"{k}={short(v)}" for k, v in values.items()) or r.params.get("recipe", "cpt")
         groups.setdefault(key, Variant(label, values, False)).runs.append(r)
     for r in runs:
         label = baseline_label(r.params, r.tags)

@@ -45,11 +45,13 @@ def render(loaded, out: Path) -> dict:
                      "lr": plots.learning_rate(variants, out / "lr.png")}
     figures["tradeoff"], front = plots.tradeoff(variants, out / "tradeoff.png")
     values = {k: {v.values[k] for v in grid} for k in keys}
-    figures["final_vs"] = {k: plots.final_vs(variants, keys, k, out / f"final_vs_{_safe(k)}.png")
+    searched = analysis.searched([r for v in grid for r in v.runs])
+    figures["final_vs"] = {k: plots.final_vs(variants, keys, k, out / f"final_vs_{_safe(k)}.png", searched)
                            for k in keys if len(values[k]) > 1}
-    figures["heatmaps"] = {(a, b): plots.heatmap(variants, keys, a, b, out / f"heatmap_{_safe(a)}_x_{_safe(b)}.png")
-                           for a, b in itertools.combinations(keys, 2)
-                           if 1 < len(values[a]) <= plots.MAX_CATEGORIES and 1 < len(values[b]) <= plots.MAX_CATEGORIES}
+    cells = [k for k in keys if 1 < len(values[k]) <= plots.MAX_CATEGORIES]  # Optuna draws make no cells
+    figures["heatmaps"] = {} if searched else {
+        (a, b): plots.heatmap(variants, keys, a, b, out / f"heatmap_{_safe(a)}_x_{_safe(b)}.png")
+        for a, b in itertools.combinations(cells, 2)}
     rows, source = analysis.compute_rows(variants)
     figures["compute"] = plots.compute(rows, out / "compute.png")
     markdown.write_tables(variants, keys, rows, out)

@@ -6,7 +6,7 @@ import csv
 import math
 from pathlib import Path
 
-from cpt.reports.analysis import SEED, ComputeRow, Variant, dataset_names, n_datasets, num, table
+from cpt.reports.analysis import SEED, ComputeRow, Variant, dataset_names, n_datasets, num, short, table
 
 
 def md_table(head: list[str], rows: list[list[str]]) -> str:
@@ -54,7 +54,8 @@ def report_md(loaded, keys: list[str], variants: list[Variant], figures: dict, f
     runs = sum(len(v.runs) for v in variants)
     seeds = sorted({r.params.get(SEED, "") for v in variants for r in v.runs}, key=num)
     names = [sorted({v.datasets[k] for v in variants if k < len(v.datasets)}) for k in range(n)]
-    swept = "; ".join(f"`{k}` ∈ {{{', '.join(sorted({v.values[k] for v in grid}, key=num))}}}" for k in keys)
+    swept = "; ".join(f"`{k}` ∈ {{{', '.join(short(x) for x in sorted({v.values[k] for v in grid}, key=num))}}}"
+                      for k in keys)
     out = [
         f"# Report: {loaded.report_id}",
         "",
@@ -65,6 +66,7 @@ def report_md(loaded, keys: list[str], variants: list[Variant], figures: dict, f
         "",
         f"- swept: {swept or 'nothing (one point)'}",
         f"- baselines: {', '.join(v.label for v in base) or 'none'}",
+        *_optuna_lines(grid),
         "- datasets: " + ", ".join(f"D{k} = {' / '.join(s)}" for k, s in enumerate(names)),
         "",
         "## Final validation loss (nats)",
@@ -100,3 +102,15 @@ def report_md(loaded, keys: list[str], variants: list[Variant], figures: dict, f
             "it starts from is trained once and reused by every run of the sweep.",
             "", f"![compute]({figures['compute'].name})", ""]
     return "\n".join(out)
+
+
+def _optuna_lines(grid: list[Variant]) -> list[str]:
+    """Which Optuna studies the runs are trials of, and the trial with the lowest AVG."""
+    trials = [(r.tags["cpt.optuna.study"], int(r.tags["cpt.optuna.trial"]), v) for v in grid for r in v.runs
+              if r.tags.get("cpt.optuna.study") and r.tags.get("cpt.optuna.trial", "").isdigit()]
+    if not trials:
+        return []
+    studies = sorted({s for s, _, _ in trials})
+    study, number, best = min(trials, key=lambda t: t[2].stat("final/avg_loss").mean)
+    return [f"- Optuna: {len(trials)} trials of study {', '.join(f'`{s}`' for s in studies)}; lowest AVG: "
+            f"trial {number} ({best.label}, {best.stat('final/avg_loss').text()})"]

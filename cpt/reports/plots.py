@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 from matplotlib.figure import Figure
 
-from cpt.reports.analysis import Variant, dataset_names, n_datasets, num, pareto_front
+from cpt.reports.analysis import Variant, dataset_names, n_datasets, num, pareto_front, short
 
 DPI = 110
 MAX_CATEGORIES = 12  # more distinct values than this (an Optuna search): numeric axes, no grid cells
@@ -203,8 +203,8 @@ def heatmap(variants: list[Variant], keys: list[str], a: str, b: str, path: Path
                 dark = im.norm(cells[i, j]) > 0.5  # viridis_r: high losses are the dark cells
                 ax.text(j, i, f"{cells[i, j]:.3f}", ha="center", va="center", fontsize=7,
                         color="white" if dark else "black")
-        ax.set_xticks(range(len(xb)), xb, fontsize=7)
-        ax.set_yticks(range(len(ya)), ya, fontsize=7)
+        ax.set_xticks(range(len(xb)), [short(x) for x in xb], fontsize=7)
+        ax.set_yticks(range(len(ya)), [short(y) for y in ya], fontsize=7)
         ax.set_xlabel(b, fontsize=8)
         ax.set_ylabel(a, fontsize=8)
         others = [k for k in keys if k not in (a, b)]
@@ -213,19 +213,20 @@ def heatmap(variants: list[Variant], keys: list[str], a: str, b: str, path: Path
     return _save(fig, path)
 
 
-def final_vs(variants: list[Variant], keys: list[str], key: str, path: Path) -> Path:
+def final_vs(variants: list[Variant], keys: list[str], key: str, path: Path, searched: bool = False) -> Path:
     """Final loss of every dataset and AVG against one swept key (the papers' replay curves),
     one line per combination of the other swept keys, error bars over seeds, baselines as
-    dashed horizontal lines."""
+    dashed horizontal lines. Grid values sit evenly spaced, as in the papers; values an Optuna
+    search drew (`searched`) are points on a numeric axis."""
     grid = [v for v in variants if not v.baseline]
     base = [(v, c) for v, c in zip(variants, colors(variants)) if v.baseline]
     xs = sorted({v.values[key] for v in grid}, key=num)
-    categorical = len(xs) <= MAX_CATEGORIES
+    categorical = len(xs) <= MAX_CATEGORIES and not searched
     pos = {x: i for i, x in enumerate(xs)}
     n = n_datasets(variants)
     panels = [(f"D{k} loss", lambda v, k=k: v.final(k)) for k in range(n)]
     panels.append(("AVG", lambda v: v.stat("final/avg_loss")))
-    others = [k for k in keys if k != key]
+    others = [] if searched else [k for k in keys if k != key]  # draws share no values: one cloud
     series: dict[tuple, list[Variant]] = {}
     for v in grid:
         series.setdefault(tuple(v.values[k] for k in others), []).append(v)
@@ -238,7 +239,7 @@ def final_vs(variants: list[Variant], keys: list[str], key: str, path: Path) -> 
             vs = sorted(vs, key=lambda v: num(v.values[key]))
             x = [pos[v.values[key]] if categorical else num(v.values[key])[1] for v in vs]
             s = [get(v) for v in vs]
-            label = ", ".join(f"{k}={c}" for k, c in zip(others, combo)) or "continual"
+            label = ", ".join(f"{k}={short(c)}" for k, c in zip(others, combo)) or ("trials" if searched else "continual")
             ax.errorbar(x, [q.mean for q in s], yerr=[q.std for q in s], marker="o", ms=4, capsize=2,
                         lw=1.2 if categorical else 0, color=colormaps["viridis"](0.9 * i / max(1, len(series) - 1)),
                         label=label)
@@ -249,7 +250,7 @@ def final_vs(variants: list[Variant], keys: list[str], key: str, path: Path) -> 
                 if s.n > 1:
                     ax.axhspan(s.mean - s.std, s.mean + s.std, color=c, alpha=0.1)
         if categorical:
-            ax.set_xticks(range(len(xs)), xs, fontsize=7)
+            ax.set_xticks(range(len(xs)), [short(x) for x in xs], fontsize=7)
         ax.set_xlabel(key, fontsize=8)
         ax.set_title(f"final {title}", fontsize=9)
         ax.tick_params(labelsize=7)
