@@ -12,12 +12,13 @@ import sys
 
 import numpy as np
 import pytest
+from omegaconf import OmegaConf
 
-from cpt.config import occurrence_names
+from cpt.config import occurrence_names, parse as parse_cfg
 from cpt.reports.analysis import Variant, compute_rows, pareto_front, stat, swept_keys, table, variants
 from cpt.reports.load import Run
 
-from conftest import CONF, ROOT, TINY, TINY_STEPS
+from conftest import CONF, ROOT, TINY, TINY_STEPS, compose, parse
 
 SWEEPS = ROOT / "sweeps"
 
@@ -28,6 +29,22 @@ def test_a_repeated_dataset_gets_its_occurrence_in_its_name():
     assert occurrence_names(["a", "b"]) == ["a", "b"]
     assert occurrence_names(["a", "a"]) == ["a", "a.1"]
     assert occurrence_names(["a", "b", "a", "a"]) == ["a", "b", "a.1", "a.2"]
+
+
+def test_d0_to_d0_names_the_repeat_and_reads_one_shard(out):
+    from cpt.data.prepare import prepare
+    from cpt.errors import UserError
+
+    cfg = parse(TINY + ["shift=synthetic-same"], out)
+    assert [d.name for d in cfg.shift.datasets] == ["syn-en-a", "syn-en-a.1"]
+    data = prepare(cfg)
+    assert data.shards["syn-en-a.1"] is data.shards["syn-en-a"]
+    # x, x, x.1: the repeat's generated name would collide with a given one
+    dc = compose(TINY + ["shift=synthetic-same"], out)
+    raw = OmegaConf.to_container(OmegaConf.masked_copy(dc, [k for k in dc if k != "hydra"]), resolve=True)
+    raw["shift"]["datasets"].append({**raw["shift"]["datasets"][0], "name": "syn-en-a.1"})
+    with pytest.raises(UserError, match=r"distinct dataset names \(a repeat of `x` is named `x.1`"):
+        parse_cfg(raw)
 
 
 @pytest.mark.parametrize("points, front", [
@@ -97,7 +114,7 @@ def test_without_a_union_run_compute_is_relative_to_the_chain_budgets():
 # --------------------------------------------------------------------------- end to end
 
 GRID = ["warmup=0,0.25", "lr.max=3e-3,1e-2"]  # replace the 12-point grid's axes: 4 tiny jobs
-BASELINE = "hydra.sweeper.baselines=['replay=0.25']"
+BASELINE = "hydra.sweeper.baselines=['shift=synthetic-same']"  # D0 → D0 beside the grid: shares stage 0
 STAGE1_STEPS = 12
 # TINY's stage 0 at 10x its η_max: a model worth forgetting; continual stages half as long.
 BASE = [o for o in TINY if not o.startswith(("warmup=", "shift.datasets.1.tokens="))] + [
@@ -159,7 +176,7 @@ def test_tiny_sweep_writes_its_report_with_figures_and_the_papers_table(swept):
         assert _png_variance(p) > 1e-3, p.name
     md = (report / "report.md").read_text()
     labels = ["warmup=0, lr.max=0.003", "warmup=0, lr.max=0.01", "warmup=0.25, lr.max=0.003",
-              "warmup=0.25, lr.max=0.01", "replay=0.25"]  # grid in sweep order, the baseline last
+              "warmup=0.25, lr.max=0.01", "shift=synthetic-same"]  # grid in sweep order, the baseline last
     with open(report / "table.csv") as f:
         table = list(csv.DictReader(f))
     assert [r["run"] for r in table] == labels
@@ -169,7 +186,9 @@ def test_tiny_sweep_writes_its_report_with_figures_and_the_papers_table(swept):
     md_rows = [line.split(" | ")[0][2:] for line in md.split("## Final validation loss")[1].split("##")[0].splitlines()
                if line.startswith("| ") and not line.startswith("| run")]
     assert md_rows == labels
-    assert "| run | D0 loss (syn-en-a) | D1 loss (syn-en-b) | AVG | seeds |" in md
+    # D1 is syn-en-b in the grid and syn-en-a.1 (D0 again) in the baseline: the column names no one
+    assert "| run | D0 loss (syn-en-a) | D1 loss | AVG | seeds |" in md
+    assert "D1 = syn-en-a.1 / syn-en-b" in md
     for png in pngs:
         assert f"({png})" in md
 
@@ -186,7 +205,11 @@ def test_report_is_logged_to_one_mlflow_run_and_rewritten_in_place(swept):
     assert {"report.md", "curves.png", "table.csv", "runs.csv"} <= set(tracker.artifacts(rec["run_id"]))
     assert not [p for p in (out / "reports").iterdir() if p.name.startswith(".")]  # no leftovers
     baseline = [r for r in tracker.records("tags.`cpt.kind` = 'run'") if r["tags"].get("cpt.baseline")]
-    assert [r["tags"]["cpt.baseline"] for r in baseline] == ["replay=0.25"]
+    assert [r["tags"]["cpt.baseline"] for r in baseline] == ["shift=synthetic-same"]
+    # the repeat of D0 has its own metric keys, and the run continued the grid's stage 0
+    assert {"final/syn-en-a/loss", "final/syn-en-a.1/loss", "val/syn-en-a.1/loss"} <= set(baseline[0]["metrics"])
+    grid = [r for r in tracker.records("tags.`cpt.kind` = 'run'") if not r["tags"].get("cpt.baseline")]
+    assert {r["tags"]["cpt.prefix_run_id"] for r in grid} == {baseline[0]["tags"]["cpt.prefix_run_id"]}
 
 
 @pytest.mark.slow
