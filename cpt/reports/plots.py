@@ -78,48 +78,50 @@ def curves(variants: list[Variant], path: Path) -> Path:
     the second row zooms on the start of the last stage, where re-warming opens the stability gap."""
     n = n_datasets(variants)
     seam = _seam(variants)
-    rows = 2 if seam else 1
-    fig = Figure(layout="constrained", figsize=(4.2 * n + 2.5, 3.2 * rows))
-    axes = fig.subplots(rows, n, squeeze=False)
+    fig = Figure(layout="constrained", figsize=(4.2 * n + 2.5, 3.2 * (2 if seam else 1)))
+    axes = fig.subplots(2 if seam else 1, n, squeeze=False)
     cols = colors(variants)
     for k in range(n):
-        for row in range(rows):
-            ax = axes[row][k]
-            drawn_prefix, lo, hi = set(), [], []
-            for v, c in zip(variants, cols):
-                for p in (p for r in v.runs for p in r.prefixes):
-                    pts = p.curves.get(_val_key(k)(v.runs[0]), [])
-                    if pts and p.run_id not in drawn_prefix:
-                        ax.plot(*zip(*pts), color="black", lw=1, alpha=0.7,
-                                label="prefix (earlier stages)" if not drawn_prefix else None)
-                        drawn_prefix.add(p.run_id)
-                        lo += [y for t, y in pts if row == 0 or _in(t, seam)]
-                m = _mean_curve(v.runs, _val_key(k))
-                if m is None:
-                    continue
-                x, y, s = m
-                style = dict(color=c, lw=1.4, ls="--" if v.baseline else "-", marker="." if len(x) < 3 else None)
-                ax.plot(x, y, label=v.label, **style)
-                if s.any():
-                    ax.fill_between(x, y - s, y + s, color=c, alpha=0.2, lw=0)
-                lo += [yy for t, yy in zip(x, y) if row == 0 or _in(t, seam)]
-            if row == 1:
-                start, length = seam
-                ax.set_xlim(start - ZOOM[0] * length, start + ZOOM[1] * length)
-                if lo:
-                    pad = 0.05 * (max(lo) - min(lo) or 1.0)
-                    ax.set_ylim(min(lo) - pad, max(lo) + pad)
-                ax.axvline(start, color="grey", lw=0.8, ls=":")
-                ax.set_title(f"D{k}: start of the last stage (stability gap)", fontsize=9)
-            else:
-                names = sorted({dataset_names(v.runs[0].params)[k] for v in variants
-                                if k < len(dataset_names(v.runs[0].params))})
-                ax.set_title(f"D{k} validation loss ({', '.join(names)})", fontsize=9)
-            ax.set_xlabel("tokens since the start of the chain", fontsize=8)
-            ax.set_ylabel("loss (nats)", fontsize=8)
-            ax.tick_params(labelsize=7)
+        names = sorted({v.datasets[k] for v in variants if k < len(v.datasets)})
+        _loss_panel(axes[0][k], variants, cols, k, None)
+        axes[0][k].set_title(f"D{k} validation loss ({', '.join(names)})", fontsize=9)
+        if seam:
+            _loss_panel(axes[1][k], variants, cols, k, seam)
+            axes[1][k].set_title(f"D{k}: start of the last stage (stability gap)", fontsize=9)
     _legend(fig, axes[0][-1])
     return _save(fig, path)
+
+
+def _loss_panel(ax, variants: list[Variant], cols: list, k: int, seam) -> None:
+    """Dataset D_k's loss: each prefix run once, then each variant (seed mean ± std); with a
+    `seam`, only the window around the start of the last stage, y-range fitted to it."""
+    drawn, shown = set(), []  # prefix runs drawn; loss values inside the window
+    for v, c in zip(variants, cols):
+        for p in (p for r in v.runs for p in r.prefixes):
+            pts = p.curves.get(_val_key(k)(v.runs[0]), [])
+            if pts and p.run_id not in drawn:
+                ax.plot(*zip(*pts), color="black", lw=1, alpha=0.7, label=None if drawn else "prefix (earlier stages)")
+                drawn.add(p.run_id)
+                shown += [y for t, y in pts if seam is None or _in(t, seam)]
+        m = _mean_curve(v.runs, _val_key(k))
+        if m is None:
+            continue
+        x, y, s = m
+        ax.plot(x, y, color=c, lw=1.4, ls="--" if v.baseline else "-", marker="." if len(x) < 3 else None,
+                label=v.label)
+        if s.any():
+            ax.fill_between(x, y - s, y + s, color=c, alpha=0.2, lw=0)
+        shown += [yy for t, yy in zip(x, y) if seam is None or _in(t, seam)]
+    if seam is not None:
+        start, length = seam
+        ax.set_xlim(start - ZOOM[0] * length, start + ZOOM[1] * length)
+        if shown:
+            pad = 0.05 * (max(shown) - min(shown) or 1.0)
+            ax.set_ylim(min(shown) - pad, max(shown) + pad)
+        ax.axvline(start, color="grey", lw=0.8, ls=":")
+    ax.set_xlabel("tokens since the start of the chain", fontsize=8)
+    ax.set_ylabel("loss (nats)", fontsize=8)
+    ax.tick_params(labelsize=7)
 
 
 def _in(t: float, seam) -> bool:
