@@ -62,6 +62,10 @@ def load(tracking: Tracking, report_id: str) -> Loaded:
     runs = [_with_curves(tracker, r, known) for r in records]
     for run in runs:
         run.prefixes = _chain(tracker, run, known)
+        if run.prefixes and not any(k.startswith("val/") for k in run.curves):
+            # A baseline trains as a cached stage (union, scratch) or reuses one (upstream-only)
+            # and logs only its final numbers: its curves are those of the stage it reports.
+            run.curves = {**run.prefixes.pop().curves, **run.curves}
     return Loaded(report_id, scope, tracking.uri, tracking.experiment, runs)
 
 
