@@ -90,7 +90,7 @@ def test_variants_aggregate_seeds_and_put_baselines_last_in_the_papers_order():
             _run("a1", {"replay": "0.05", "seed": "1"}, _m(2.4, 2.7)),
             _run("b0", {"replay": "0"}, _m(2.5, 2.5)),
             _run("s", {"recipe": "scratch"}, _m(2.9, 2.5)),
-            _run("u", {"recipe": "union"}, _m(2.1, 2.6, own=200, total=200)),
+            _run("u", {"recipe": "union"}, _m(2.1, 2.6, own=200, total=200), tags={"cpt.baseline": "recipe=union"}),
             _run("c", {"schedule": "constant"}, _m(2.3, 2.9), tags={"cpt.baseline": "schedule=constant"})]
     keys, vs = variants(runs)
     assert keys == ["replay"]

@@ -30,11 +30,14 @@ def dataset_names(params: dict[str, str]) -> list[str]:
 
 
 def baseline_label(params: dict[str, str], tags: dict[str, str]) -> str | None:
-    """Its label if the run is a reference run beside the grid, else None."""
-    if tags.get("cpt.baseline"):
-        return tags["cpt.baseline"]
+    """Its label if the run is a reference run beside the grid, else None: the recipe's name for
+    the papers' baselines (union, scratch, upstream-only), else the sweeper's label (the
+    baseline's overrides, e.g. "schedule=constant")."""
     recipe = params.get("recipe", tags.get("cpt.recipe", "cpt"))
-    return None if recipe in ("cpt", "") else recipe
+    label = tags.get("cpt.baseline", "")
+    if label in ("", f"recipe={recipe}"):
+        return None if recipe in ("cpt", "") else recipe
+    return label
 
 
 def num(v):
@@ -138,9 +141,8 @@ def variants(runs: list) -> tuple[list[str], list[Variant]]:
             groups.setdefault(("baseline", label), Variant(label, {}, True)).runs.append(r)
     grid_v = sorted((v for v in groups.values() if not v.baseline),
                     key=lambda v: [num(v.values[k]) for k in keys])
-    base_v = sorted((v for v in groups.values() if v.baseline),
-                    key=lambda v: (BASELINE_ORDER.index(v.label) if v.label in BASELINE_ORDER else len(BASELINE_ORDER),
-                                   v.label))
+    base_v = sorted((v for v in groups.values() if v.baseline),  # stable: others as they first ran
+                    key=lambda v: BASELINE_ORDER.index(v.label) if v.label in BASELINE_ORDER else len(BASELINE_ORDER))
     return keys, grid_v + base_v
 
 

@@ -111,7 +111,8 @@ def _loss_panel(ax, variants: list[Variant], cols: list, k: int, seam) -> None:
                 label=v.label)
         if s.any():
             ax.fill_between(x, y - s, y + s, color=c, alpha=0.2, lw=0)
-        shown += [yy for t, yy in zip(x, y) if seam is None or _in(t, seam)]
+        if not (seam and v.baseline):  # the zoom fits the continual runs, not a baseline passing by
+            shown += [yy for t, yy in zip(x, y) if seam is None or _in(t, seam)]
     if seam is not None:
         start, length = seam
         ax.set_xlim(start - ZOOM[0] * length, start + ZOOM[1] * length)
