@@ -82,7 +82,8 @@ def report_md(loaded, keys: list[str], variants: list[Variant], figures: dict, f
         "",
         f"![forgetting vs adaptation]({figures['tradeoff'].name})",
         "",
-        f"Pareto front (no other run is lower on both upstream and downstream loss): {', '.join(front) or '-'}.",
+        f"Pareto front of the swept runs (no other is lower on both upstream and downstream loss; "
+        f"baselines are references): {', '.join(front) or '-'}.",
     ]
     for key, path in figures.get("final_vs", {}).items():
         out += ["", f"## Final loss vs `{key}`", "", f"![final loss vs {key}]({path.name})"]

@@ -160,11 +160,13 @@ def learning_rate(variants: list[Variant], path: Path) -> Path:
 
 def tradeoff(variants: list[Variant], path: Path) -> tuple[Path, list[str]]:
     """Forgetting vs adaptation: final upstream loss (x) against final downstream loss (y),
-    labelled, with the Pareto front (no other variant lower on both). Returns the front's labels."""
+    labelled, with the Pareto front of the swept runs (no other swept run lower on both; the
+    baselines are references, not choices). Returns the front's labels."""
     fig = Figure(layout="constrained", figsize=(6.5, 5))
     ax = fig.subplots()
     pts = [(v.stat("final/upstream_loss"), v.stat("final/downstream_loss")) for v in variants]
-    front = pareto_front([(x.mean, y.mean) for x, y in pts])
+    choices = [i for i, v in enumerate(variants) if not v.baseline] or list(range(len(variants)))
+    front = [choices[i] for i in pareto_front([(pts[i][0].mean, pts[i][1].mean) for i in choices])]
     for (x, y), v, c in zip(pts, variants, colors(variants)):
         if math.isnan(x.mean) or math.isnan(y.mean):
             continue
