@@ -112,9 +112,16 @@ def test_a_grid_key_on_the_command_line_replaces_its_axis():
     assert {kv["lr.max"] for kv, _ in jobs} == {1e-3} and {kv["model"] for kv, _ in jobs} == {"pythia-14m"}
 
 
-def test_papers_scale_by_overrides():
-    cfg = parse(_compose("warmup", ["model=pythia-410m", "seed=1"]))
-    assert cfg.model.n_layer == 24 and cfg.model.d_model == 1024
+PAPERS = ["model=pythia-410m", "shift.tokens=300000000000", "batch.tokens=2260992"]  # 405M, 300B, 1104·2048
+
+
+@pytest.mark.parametrize("name, shift", [("warmup", "pile-slimpajama"), ("replay-weak", "pile-slimpajama"),
+                                         ("replay-strong", "en-de"), ("infinite-schedules", "slimpajama-3split")])
+def test_papers_scale_by_overrides(name, shift):
+    _needs({"shift": shift})
+    cfg = parse(_compose(name, PAPERS + [f"shift={shift}"]))
+    assert cfg.model.n_layer == 24 and cfg.model.d_model == 1024 and cfg.tokenizer == "gpt-neox-20b"
+    assert cfg.shift.name == shift and {d.tokens for d in cfg.shift.datasets} == {300_000_000_000}
 
 
 @pytest.mark.parametrize("name", sorted(OPTUNA))
