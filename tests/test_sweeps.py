@@ -145,3 +145,15 @@ def test_optuna_sweep_searches_replay_with_a_persistent_study(name):
 def test_sweeps_find_conf_through_their_search_path():
     assert "file://conf" in list(_compose("warmup", hydra_cfg=True).hydra.searchpath)
     assert Path(ROOT / "conf").is_dir()
+
+
+def test_grid_sweeper_rejects_what_it_cannot_enumerate():
+    parser = OverridesParser.create()
+    with pytest.raises(ValueError, match="replay: the grid sweeper takes lists"):
+        split({"replay": "interval(0, 0.5)"}, {}, [], [], parser)
+    with pytest.raises(ValueError, match="hydra.sweeper.baselines"):
+        split({"replay": "0,0.1"}, {}, [{"recipe": "union"}], [], parser)
+    # a baseline given as a list of overrides keeps them together, in one job
+    jobs = split({"replay": "0,0.1"}, {}, [["schedule=constant", "lr.max=3e-4"]], [], parser)
+    assert jobs[-1] == ["schedule=constant", "lr.max=3e-4",
+                        "++hydra.job.env_set.CPT_BASELINE='schedule=constant lr.max=3e-4'"]
