@@ -190,7 +190,7 @@ def _ensure(cfg, ctx, key, stage: Stage, prev, weights, data, tracker, cache, ta
             cached = load_prefix(cfg, stage, key, weights(None), data, tracker, tags, params, say)
         elif not hit:
             init = str(_start_path(prev, stage)) if prev is not None else ""
-            parent = prev.result["run_id"] if prev is not None else ""  # the chain, for reports
+            parent = prev.result.get("run_id", "") if prev is not None else ""  # the chain, for reports
             cached = _train_prefix(cfg, ctx, stage, key, weights(prev, stage), data, tracker,
                                    {**tags, "cpt.init_weights": init, "cpt.prefix_run_id": parent},
                                    params, offset, say)

@@ -114,7 +114,8 @@ def test_without_a_union_run_compute_is_relative_to_the_chain_budgets():
 # --------------------------------------------------------------------------- end to end
 
 GRID = ["warmup=0,0.25", "lr.max=3e-3,1e-2"]  # replace the 12-point grid's axes: 4 tiny jobs
-BASELINE = "hydra.sweeper.baselines=['shift=synthetic-same']"  # D0 → D0 beside the grid: shares stage 0
+# Beside the grid: D0 → D0 (shares stage 0) and the D0-only reference (no training at all).
+BASELINE = "hydra.sweeper.baselines=['shift=synthetic-same','recipe=upstream-only']"
 STAGE1_STEPS = 12
 # TINY's stage 0 at 10x its η_max: a model worth forgetting; continual stages half as long.
 BASE = [o for o in TINY if not o.startswith(("warmup=", "shift.datasets.1.tokens="))] + [
@@ -176,11 +177,11 @@ def test_tiny_sweep_writes_its_report_with_figures_and_the_papers_table(swept):
         assert _png_variance(p) > 1e-3, p.name
     md = (report / "report.md").read_text()
     labels = ["warmup=0, lr.max=0.003", "warmup=0, lr.max=0.01", "warmup=0.25, lr.max=0.003",
-              "warmup=0.25, lr.max=0.01", "shift=synthetic-same"]  # grid in sweep order, the baseline last
+              "warmup=0.25, lr.max=0.01", "upstream-only", "shift=synthetic-same"]  # grid, then baselines
     with open(report / "table.csv") as f:
         table = list(csv.DictReader(f))
     assert [r["run"] for r in table] == labels
-    assert [r["baseline"] for r in table] == ["0", "0", "0", "0", "1"]
+    assert [r["baseline"] for r in table] == ["0", "0", "0", "0", "1", "1"]
     for r in table:
         assert float(r["avg_loss_mean"]) == pytest.approx((float(r["D0_loss_mean"]) + float(r["D1_loss_mean"])) / 2)
     md_rows = [line.split(" | ")[0][2:] for line in md.split("## Final validation loss")[1].split("##")[0].splitlines()
@@ -205,11 +206,15 @@ def test_report_is_logged_to_one_mlflow_run_and_rewritten_in_place(swept):
     assert {"report.md", "curves.png", "table.csv", "runs.csv"} <= set(tracker.artifacts(rec["run_id"]))
     assert not [p for p in (out / "reports").iterdir() if p.name.startswith(".")]  # no leftovers
     baseline = [r for r in tracker.records("tags.`cpt.kind` = 'run'") if r["tags"].get("cpt.baseline")]
-    assert [r["tags"]["cpt.baseline"] for r in baseline] == ["shift=synthetic-same"]
+    assert [r["tags"]["cpt.baseline"] for r in baseline] == ["shift=synthetic-same", "recipe=upstream-only"]
     # the repeat of D0 has its own metric keys, and the run continued the grid's stage 0
     assert {"final/syn-en-a/loss", "final/syn-en-a.1/loss", "val/syn-en-a.1/loss"} <= set(baseline[0]["metrics"])
     grid = [r for r in tracker.records("tags.`cpt.kind` = 'run'") if not r["tags"].get("cpt.baseline")]
-    assert {r["tags"]["cpt.prefix_run_id"] for r in grid} == {baseline[0]["tags"]["cpt.prefix_run_id"]}
+    stage0 = {r["tags"]["cpt.prefix_run_id"] for r in grid}
+    assert len(stage0) == 1 and {b["tags"]["cpt.prefix_run_id"] for b in baseline} == stage0
+    # upstream-only is the stage-0 model itself: its final D0 loss is stage 0's last one
+    d0_end = tracker.history(stage0.pop(), "val/syn-en-a/loss")[-1][1]
+    assert baseline[1]["metrics"]["final/syn-en-a/loss"] == pytest.approx(d0_end, abs=1e-6)
 
 
 @pytest.mark.slow
