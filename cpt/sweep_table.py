@@ -3,18 +3,20 @@
 from __future__ import annotations
 
 from cpt.config import Tracking
+from cpt.reports.analysis import SEED, swept_keys
 
 COLUMNS = ("final/upstream_loss", "final/downstream_loss", "final/avg_loss")
 
 
 def sweep_rows(tracking: Tracking, sweep_id: str) -> tuple[list[str], list[dict]]:
-    """(swept keys, rows) of the finished runs of a sweep; swept = params that differ between rows."""
+    """(swept keys, rows) of the finished runs of a sweep; swept = params that differ between rows
+    (keys that come with a group choice, e.g. schedule.cooldown with schedule, left out)."""
     from cpt.tracking import Tracker
 
     runs = Tracker(tracking).runs(f"tags.`cpt.sweep_id` = '{sweep_id}' and tags.`cpt.kind` = 'run'")
     runs = [r for r in runs if r.info.status == "FINISHED"]
     params = [r.data.params for r in runs]
-    keys = sorted({k for p in params for k in p if len({q.get(k) for q in params}) > 1})
+    keys = swept_keys(params) + ([SEED] if len({p.get(SEED) for p in params}) > 1 else [])
     rows = [{**{k: p.get(k, "") for k in keys}, **{c: r.data.metrics.get(c) for c in COLUMNS}}
             for p, r in zip(params, runs)]
     rows.sort(key=lambda row: [_num(row[k]) for k in keys])

@@ -77,11 +77,15 @@ def _m(d0, d1, own=100, total=200):
             "final/avg_loss": (d0 + d1) / 2, "compute/tokens": own, "compute/tokens_with_prefix": total}
 
 
-def test_swept_keys_skip_seed_and_keys_that_follow_a_group_choice():
-    params = [{"seed": "0", "lr.max": "1", "shift": "a", "shift.name": "a", "pretrain.warmup": "0"},
-              {"seed": "1", "lr.max": "2", "shift": "b", "shift.name": "b", "pretrain.warmup": "1"}]
-    # shift.name follows shift; pretrain.warmup splits the runs like lr.max but is its own knob
-    assert swept_keys(params) == ["shift", "lr.max", "pretrain.warmup"]
+def test_swept_keys_skip_seed_and_keys_that_come_with_a_group_choice():
+    params = [{"seed": "0", "lr.max": "1", "shift": "a", "shift.name": "a", "pretrain.warmup": "0",
+               "schedule": "cosine", "schedule.pretrain_schedule": "cosine", "pretrain.schedule": "cosine"},
+              {"seed": "1", "lr.max": "2", "shift": "b", "shift.name": "b", "pretrain.warmup": "1",
+               "schedule": "infinite-cosine", "schedule.pretrain_schedule": "infinite-cosine",
+               "schedule.cooldown": "0.6", "pretrain.schedule": "infinite-cosine"}]
+    # shift.name and schedule.* come with their groups, pretrain.schedule copies one of them;
+    # pretrain.warmup splits the runs like lr.max but is a knob of its own
+    assert swept_keys(params) == ["shift", "schedule", "lr.max", "pretrain.warmup"]
     assert swept_keys(params[:1]) == []
 
 

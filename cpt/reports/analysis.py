@@ -63,27 +63,22 @@ def searched(runs: list) -> bool:
 
 
 def swept_keys(params: list[dict[str, str]]) -> list[str]:
-    """Keys whose value differs between runs, seed excluded. Keys that follow a group choice
-    (`shift.name`, `shift.datasets.1.name` ... change with `shift`) are left out when the
-    choice itself is kept. Group choices first, then by depth and length."""
+    """Keys whose value differs between runs, seed excluded. Keys that come with a swept group
+    choice are left out: those under its namespace (`schedule.cooldown` comes with `schedule`)
+    and those that copy one of them by interpolation (`pretrain.schedule` is
+    `${schedule.pretrain_schedule}`, `tokenizer` is `${shift.tokenizer}`). Group choices first
+    (model, shift, schedule, ...), then by depth and length."""
     if len(params) < 2:
         return []
     keys = {k for p in params for k in p if k != SEED and len({q.get(k) for q in params}) > 1}
-    ordered = sorted(keys, key=lambda k: (k not in GROUPS, k.count("."), len(k), k))
-    kept, groups = [], set()
-    for k in ordered:
-        part = _partition([p.get(k) for p in params])
-        derived = k.split(".")[0] in GROUPS or k == "tokenizer"  # follows a group choice
-        if not (derived and part in groups):
-            kept.append(k)
-        if k in GROUPS:
-            groups.add(part)
-    return sorted(kept, key=lambda k: (k not in GROUPS, ordered.index(k)))
+    ordered = sorted(keys, key=lambda k: (GROUPS.index(k) if k in GROUPS else len(GROUPS), k.count("."), len(k), k))
+    groups = {k for k in ordered if k in GROUPS}
+    under = [k for k in ordered if k.split(".")[0] in groups and k not in groups]
 
+    def copies(k: str) -> bool:
+        return any(all(p.get(k) == p.get(g) for p in params) for g in under)
 
-def _partition(values: list) -> tuple:
-    first: dict = {}
-    return tuple(first.setdefault(v, len(first)) for v in values)
+    return [k for k in ordered if k in groups or (k.split(".")[0] not in groups and not copies(k))]
 
 
 @dataclass
