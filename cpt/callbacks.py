@@ -60,7 +60,9 @@ class StageMetrics(L.Callback):
         return self.offset + step * self.batch_tokens
 
     def _evaluate(self, trainer, module, step: int) -> None:
-        losses = evaluate(module.model, self.val_loaders, module.device)
+        sharded = type(trainer.strategy).__name__ == "FSDPStrategy"
+        losses = evaluate(module.model, self.val_loaders, module.device,
+                          loss_fn=trainer.strategy.model if sharded else None)
         self.evals[step] = losses
         self.sink({f"val/{n}/loss": v for n, v in losses.items()}, self._tokens(step))
 
@@ -86,8 +88,8 @@ class StageMetrics(L.Callback):
         if self._t0 is None:
             self._t0, self._tok0 = now, step
         if step % self.log_interval == 0:
-            m = {"train/loss": self._loss_sum / self._loss_n, "train/lr": module.last_lr,
-                 "train/replay_fraction": self.replayed / self.consumed}
+            loss, replay_fraction = self._over_ranks(trainer, module)
+            m = {"train/loss": loss, "train/lr": module.last_lr, "train/replay_fraction": replay_fraction}
             if now > self._t0 and step > self._tok0:
                 tps = (step - self._tok0) * self.batch_tokens / (now - self._t0)
                 m["perf/tokens_per_s"] = tps
@@ -96,6 +98,18 @@ class StageMetrics(L.Callback):
                 self._t0, self._tok0 = now, step
             self.sink(m, self._tokens(step))
         self._loss_sum, self._loss_n = 0.0, 0
+
+    def _over_ranks(self, trainer, module) -> tuple[float, float]:
+        """This step's mean loss and the replay fraction so far, over the sequences of all
+        ranks (a collective: every rank logs at the same steps)."""
+        import torch
+
+        sums = torch.tensor([self._loss_sum, self._loss_n, self.replayed, self.consumed],
+                            dtype=torch.float64, device=module.device)
+        if trainer.world_size > 1:
+            sums = trainer.strategy.reduce(sums, reduce_op="sum")
+        loss_sum, n, replayed, consumed = sums.tolist()
+        return loss_sum / n, replayed / consumed
 
     def on_train_end(self, trainer, module):
         if self.step(trainer) not in self.evals:

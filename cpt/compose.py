@@ -10,6 +10,14 @@ from pathlib import Path
 CONF_DIR = Path(__file__).resolve().parents[1] / "conf"
 
 
+def silence_schema_match() -> None:
+    """conf/hydra/launcher/ overrides the launcher plugins' own configs by name; Hydra 1.3 merges
+    them into the plugins' schemas, as wanted, and warns that it will stop doing so."""
+    import warnings
+
+    warnings.filterwarnings("ignore", message=r"(?s).*is validated against ConfigStore schema with the same name")
+
+
 def compose(overrides: list[str], return_hydra_config: bool = True):
     """The DictConfig `python run.py <overrides>` would see (unknown group options: one line)."""
     from hydra import compose as hydra_compose, initialize_config_dir
@@ -17,6 +25,7 @@ def compose(overrides: list[str], return_hydra_config: bool = True):
     from cpt.config import check_group_choices
 
     check_group_choices(list(overrides), CONF_DIR)
+    silence_schema_match()
     with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
         return hydra_compose("config", overrides=list(overrides), return_hydra_config=return_hydra_config)
 

@@ -12,7 +12,7 @@ import types
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Optional
 
 from cpt.data.sources import check_source
 from cpt.errors import UserError
@@ -168,14 +168,17 @@ class Eval:
 
 @dataclass
 class Trainer:
-    """Lightning Trainer settings (conf/trainer/<name>.yaml)."""
+    """Lightning Trainer settings (conf/trainer/<name>.yaml). Scale-out is described in cpt/scale.py."""
 
     name: str = "cpu"
-    accelerator: str = "cpu"
-    devices: int = 1
-    num_nodes: int = 1
-    strategy: str = "auto"
+    accelerator: str = "cpu"  # cpu | gpu
+    devices: int = 1  # processes (GPUs) per node; the global batch is split over devices · num_nodes
+    num_nodes: int = 1  # nodes; > 1 needs SLURM (hydra/launcher=submitit_slurm) or torchrun to start them
+    strategy: str = "auto"  # auto (one device) | ddp | fsdp (shards parameters, gradients, optimizer state)
     precision: str = "32-true"  # fp32 on CPU: bf16 autocast is ~2x slower there (STACK.md)
+    activation_checkpointing: bool = False  # recompute each layer's activations in backward: less memory, ~1/3 more compute
+    compile: bool = False  # torch.compile the model (slower on CPU: 0.8-1.0x after a 45-70 s compile, STACK.md)
+    peak_flops: Optional[float] = None  # peak FLOP/s of one device for perf/mfu; null = known GPUs' bf16 peak, else no MFU
 
 
 @dataclass
@@ -246,6 +249,9 @@ class RunConfig:
         _check(self.batch.tokens % seq == 0 and self.batch.tokens >= seq, "batch.tokens", self.batch.tokens,
                f"a positive multiple of model.seq_len ({seq})")
         _check(self.batch.micro_sequences > 0, "batch.micro_sequences", self.batch.micro_sequences, "> 0")
+        from cpt.scale import check_trainer
+
+        check_trainer(self)
         for i, d in enumerate(self.shift.datasets):
             check_source(d.source, f"shift.datasets.{i}.source")
             _check(d.tokens >= self.batch.tokens, f"shift.datasets.{i}.tokens", d.tokens,

@@ -23,7 +23,8 @@ def describe(cfg: RunConfig, choices: dict) -> str:
     fpt = flops_per_token(cfg.model, vocab)
     lines = ["plan: " + " ".join(f"{k}={v}" for k, v in choices.items() if v),
              f"model {cfg.model.name}: {n_params(cfg.model, vocab):,} parameters, {fpt:.3g} training FLOPs/token",
-             f"batch: {cfg.batch.tokens:,} tokens = {cfg.sequences_per_batch} sequences of {cfg.model.seq_len}"]
+             f"batch: {cfg.batch.tokens:,} tokens = {cfg.sequences_per_batch} sequences of {cfg.model.seq_len}"
+             + _split(cfg)]
     total_flops = 0.0
     own_stage = stages[-1] if cfg.recipe.name == "cpt" else None  # trained in the run, never cached
     if cfg.recipe.name in ("union", "scratch"):  # the D0 model their forgetting is measured against
@@ -60,3 +61,10 @@ def _mixture(cfg: RunConfig, s) -> str:
     if s.from_scratch and s.replay_weights:
         return ", mix " + ", ".join(parts + [f"{names[s.dataset]} {1 - s.replay:.3%}"])
     return f", replay {s.replay:.1%} ({', '.join(parts)})" if s.replay else ""
+
+
+def _split(cfg: RunConfig) -> str:
+    from cpt.scale import layout
+
+    lay = layout(cfg)
+    return f"; per device {lay.micro} x {lay.accumulation} (micro-batch x accumulation) on {lay.world} device(s)"

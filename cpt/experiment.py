@@ -42,24 +42,31 @@ class RunResult:
         return self.metrics[objective]
 
 
-def run(cfg: RunConfig, ctx: RunContext, say=print) -> RunResult:
+def run(cfg: RunConfig, ctx: RunContext, say=print, dist=None) -> RunResult:
+    """`dist`: this process's rank of the job (cpt/dist.py). Rank 0 alone logs, writes the cache and
+    checkpoints, and decides what is cached or finished; the other ranks follow (cpt/rank_cache.py)."""
     import torch
+
+    from cpt.dist import SINGLE
+    from cpt.rank_cache import RankCache
 
     from cpt.data.prepare import prepare
     from cpt.model import build_model, flops_per_token
     from cpt.resume import train_resumable
-    from cpt.tracking import IDENTITY_TAG, Tracker, environment_tags
+    from cpt.tracking import IDENTITY_TAG, NullTracker, Tracker, environment_tags
     from cpt.checkpoints import check_init, vocab_rows
 
     check_init(cfg.model)  # a bad model.init fails before the data is prepared
     stages = build_plan(cfg)
     names = [d.name for d in cfg.shift.datasets]
-    tracker = Tracker(cfg.tracking)  # first: a tracking server that does not answer stops us before any work
-    cache = PrefixCache(cfg.paths.root / "cache")
+    dist = dist or SINGLE
+    # first: a tracking server that does not answer stops us before any work
+    tracker = Tracker(cfg.tracking) if dist.is_zero else NullTracker()
+    cache = RankCache(PrefixCache(cfg.paths.root / "cache"), dist)
     rkey = run_key(cfg, stages)
-    if (done := _finished(cfg, stages, tracker, cache, rkey, ctx, say)) is not None:
+    if (done := dist.broadcast(_finished(cfg, stages, tracker, cache.cache, rkey, ctx, say) if dist.is_zero else None)):
         return done
-    data = prepare(cfg)
+    data = dist.first(prepare, cfg)  # rank 0 builds the shards, the others open them
     tags = {**environment_tags(), "cpt.sweep_id": ctx.sweep_id, "cpt.recipe": cfg.recipe.name,
             **{f"cpt.choice.{k}": v for k, v in ctx.choices.items()}, **ctx.extra_tags}
     params = {**ctx.params, **ctx.choices}
@@ -107,7 +114,7 @@ def run(cfg: RunConfig, ctx: RunContext, say=print) -> RunResult:
                 "cpt.prefix_key": entry.key, "cpt.prefix_run_id": entry.result["run_id"],
                 "cpt.prefix_cached": all(hits), "cpt.reference_key": entries[0].key}
     with cache.lock(f"run-{rkey}"):  # one job trains a run; a duplicate waits, then finds it finished
-        if (done := _finished(cfg, stages, tracker, cache, rkey, ctx, say)) is not None:
+        if (done := dist.broadcast(_finished(cfg, stages, tracker, cache.cache, rkey, ctx, say) if dist.is_zero else None)):
             return done
         st = None
         if own:  # resumes from its own checkpoint, in its own MLflow run, if a crash cut it short
@@ -130,7 +137,7 @@ def run(cfg: RunConfig, ctx: RunContext, say=print) -> RunResult:
             metrics["compute/tokens"] = metrics["compute/tokens_with_prefix"] - sum(s.tokens for s in shared)
             metrics["compute/flops"] = metrics["compute/tokens"] * flops_per_token(cfg.model, data.vocab_size)
             log.log_metrics(metrics, end)
-            if cfg.export:
+            if cfg.export and dist.is_zero:
                 from cpt.checkpoints import export_dir, export_model
 
                 final_model = model if own else weights(entry)
@@ -142,7 +149,7 @@ def run(cfg: RunConfig, ctx: RunContext, say=print) -> RunResult:
         except BaseException:
             log.end("FAILED")
             raise
-        if st:
+        if st and dist.is_zero:
             st.checkpoints.clear()  # the run finished: its periodic checkpoints go
     return RunResult(metrics, log.run_id, hits, entries[0].result)
 
@@ -193,11 +200,12 @@ def _ensure(cfg, ctx, key, stage: Stage, prev, weights, data, tracker, cache, ta
             parent = prev.result.get("run_id", "") if prev is not None else ""  # the chain, for reports
             cached = _train_prefix(cfg, ctx, stage, key, weights(prev, stage), data, tracker,
                                    {**tags, "cpt.init_weights": init, "cpt.prefix_run_id": parent},
-                                   params, offset, say)
+                                   params, offset, say, cache)
         else:
             say(f"stage {stage.index} ({stage_label(cfg, stage)}): cached prefix {key[:12]} "
                 f"(trained by MLflow run {cached.result['run_id']}), reused")
-            tidy_leftover(checkpoints_for(cfg, f"prefix-{key}"), tracker)
+            if cache.dist.is_zero:
+                tidy_leftover(checkpoints_for(cfg, f"prefix-{key}"), tracker)
         missing = [n for n in names if n not in cached.result["val"]]
         if missing:  # a new chain evaluates datasets the entry has not seen, once
             loaders = val_loaders(cfg, data)
@@ -205,7 +213,7 @@ def _ensure(cfg, ctx, key, stage: Stage, prev, weights, data, tracker, cache, ta
     return cached, hit
 
 
-def _train_prefix(cfg, ctx, stage: Stage, key, model, data, tracker, tags, params, offset, say):
+def _train_prefix(cfg, ctx, stage: Stage, key, model, data, tracker, tags, params, offset, say, cache):
     from cpt.callbacks import PreAnneal
     from cpt.schedules import anneal_start_step
     from cpt.recipes import stage_label
@@ -229,13 +237,13 @@ def _train_prefix(cfg, ctx, stage: Stage, key, model, data, tracker, tags, param
         if stage.from_scratch and not stage.replay:  # one dataset from random weights (not a union)
             result["unigram_entropy"] = unigram_entropy(data.shards[cfg.shift.datasets[stage.dataset].name].array("train"))
             log.log_metrics({"data/unigram_entropy": result["unigram_entropy"]}, 0)
-        entry = PrefixCache(cfg.paths.root / "cache").put(key, model.state_dict(), result,  # weights only
-                                                          pre_anneal=snap.weights if snap else None)
+        entry = cache.put(key, model.state_dict(), result, pre_anneal=snap.weights if snap else None)  # weights only
         log.end("FINISHED")
     except BaseException:
         log.end("FAILED")
         raise
-    st.checkpoints.clear()  # the cache entry replaces them
+    if cache.dist.is_zero:
+        st.checkpoints.clear()  # the cache entry replaces them
     return entry
 
 

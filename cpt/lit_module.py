@@ -31,6 +31,10 @@ class StageModule(L.LightningModule):
         self.last_sources: torch.Tensor | None = None
         self.last_ids: torch.Tensor | None = None  # sequence ids of the stage (windows.StageSequences)
 
+    def forward(self, tokens):
+        """The loss of a batch; called through the strategy's wrapper when FSDP shards the model."""
+        return causal_lm_loss(self.model, tokens)
+
     def training_step(self, batch, batch_idx):
         tokens, sources, ids = batch
         # The LR the optimizer applies in this step (the scheduler stepped after the last one).
@@ -59,8 +63,11 @@ class StageModule(L.LightningModule):
 
 
 @torch.no_grad()
-def evaluate(model, loaders: dict[str, torch.utils.data.DataLoader], device) -> dict[str, float]:
-    """Token-weighted mean validation loss of every dataset."""
+def evaluate(model, loaders: dict[str, torch.utils.data.DataLoader], device, loss_fn=None) -> dict[str, float]:
+    """Token-weighted mean validation loss of every dataset. Every rank evaluates all of it
+    (the same numbers everywhere); `loss_fn(tokens)` replaces the plain model where FSDP
+    must gather the parameters around each layer's forward."""
+    loss_fn = loss_fn or (lambda tokens: causal_lm_loss(model, tokens))
     was_training = model.training
     model.eval()
     out = {}
@@ -69,7 +76,7 @@ def evaluate(model, loaders: dict[str, torch.utils.data.DataLoader], device) -> 
         for tokens in loader:
             tokens = tokens.to(device)
             n = tokens[:, 1:].numel()
-            total += causal_lm_loss(model, tokens).item() * n
+            total += loss_fn(tokens).item() * n
             count += n
         out[name] = total / count
     model.train(was_training)

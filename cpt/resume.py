@@ -116,7 +116,8 @@ def _open_run(store: StageCheckpoints, tracker, run_name, params, tags, resumed_
         if log is not None:
             return log, True
     log = tracker.start_run(run_name, params, {**tags, **resumed_tags})
-    store.record_run({"run_id": log.run_id, "tracking_uri": tracker.uri, "experiment_id": tracker.experiment_id})
+    if log.run_id:  # not on ranks > 0 (cpt/dist.py): they log nothing, rank 0 records its run
+        store.record_run({"run_id": log.run_id, "tracking_uri": tracker.uri, "experiment_id": tracker.experiment_id})
     return log, False
 
 

@@ -9,9 +9,11 @@ crashed process had already sent, so the run's history holds every step exactly 
 
 from __future__ import annotations
 
+import fcntl
 import os
 import subprocess
 import time
+from contextlib import contextmanager
 from pathlib import Path
 
 from cpt.config import Tracking
@@ -82,6 +84,21 @@ def _quiet():
         logging.getLogger(name).setLevel(logging.WARNING)
 
 
+@contextmanager
+def _sqlite_lock(uri: str):
+    if not uri.startswith("sqlite:///"):
+        yield
+        return
+    db = Path(uri[len("sqlite:///"):])
+    db.parent.mkdir(parents=True, exist_ok=True)
+    with open(db.with_name(db.name + ".lock"), "w") as f:
+        fcntl.flock(f, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
+
+
 class Tracker:
     def __init__(self, cfg: Tracking):
         os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
@@ -90,19 +107,21 @@ class Tracker:
         _quiet()
 
         check_uri(cfg.uri, cfg.connect_timeout_s)
-        if cfg.uri.startswith("sqlite:///"):
-            Path(cfg.uri[len("sqlite:///"):]).parent.mkdir(parents=True, exist_ok=True)
         self.uri = cfg.uri
-        self.client = MlflowClient(tracking_uri=cfg.uri)
-        exp = retry_busy(lambda: self.client.get_experiment_by_name(cfg.experiment))
-        if exp is None:
-            location = None
-            if cfg.uri.startswith("sqlite:"):  # keep artifacts under outputs/, not ./mlruns
-                location = Path(cfg.artifact_dir).resolve().as_uri()
-            self.experiment_id = retry_busy(
-                lambda: self.client.create_experiment(cfg.experiment, artifact_location=location))
-        else:
-            self.experiment_id = exp.experiment_id
+        # Parallel jobs (hydra/launcher=joblib, submitit) open a new SQLite store at once: the
+        # first creates its tables and the experiment, the others wait for it (two processes
+        # migrating one file fail with "table _alembic_tmp_... already exists").
+        with _sqlite_lock(cfg.uri):
+            self.client = MlflowClient(tracking_uri=cfg.uri)
+            exp = retry_busy(lambda: self.client.get_experiment_by_name(cfg.experiment))
+            if exp is None:
+                location = None
+                if cfg.uri.startswith("sqlite:"):  # keep artifacts under outputs/, not ./mlruns
+                    location = Path(cfg.artifact_dir).resolve().as_uri()
+                self.experiment_id = retry_busy(
+                    lambda: self.client.create_experiment(cfg.experiment, artifact_location=location))
+            else:
+                self.experiment_id = exp.experiment_id
 
     def start_run(self, name: str, params: dict, tags: dict) -> "RunLog":
         run = retry_busy(lambda: self.client.create_run(self.experiment_id, run_name=name,
@@ -247,6 +266,35 @@ class RunLog:
     def end(self, status: str = "FINISHED") -> None:
         self.flush()
         retry_busy(lambda: self.client.set_terminated(self.run_id, status))
+
+
+class NullTracker:
+    """What ranks other than 0 log to: nothing (rank 0 holds the same numbers and decides)."""
+
+    uri = experiment_id = None
+
+    def start_run(self, name: str, params: dict, tags: dict) -> "NullLog":
+        return NullLog()
+
+    def reopen(self, run_id: str, tags: dict) -> "NullLog":
+        return NullLog()
+
+    def finished_run(self, run_key: str):
+        return None
+
+    def finish_if_running(self, run_id: str) -> None: ...
+    def set_tags(self, run_id: str, tags: dict) -> None: ...
+
+
+class NullLog:
+    run_id = ""
+
+    def log_params(self, params: dict) -> None: ...
+    def log_metrics(self, metrics: dict[str, float], step: int) -> None: ...
+    def flush(self) -> None: ...
+    def set_tags(self, tags: dict) -> None: ...
+    def log_text(self, text: str, name: str) -> None: ...
+    def end(self, status: str = "FINISHED") -> None: ...
 
 
 def flatten(d, prefix: str = "") -> dict:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import logging
 import warnings
 
@@ -10,8 +11,10 @@ import torch
 from cpt.config import RunConfig
 from cpt.data.prepare import PreparedData
 from cpt.data.windows import StageSequences, TokenWindows, ValWindows
+from cpt.batching import RankSampler
 from cpt.model import flops_per_token
 from cpt.plan import Stage, eval_steps
+from cpt.scale import build_strategy, layout, peak_flops
 from cpt.schedules import anneal_start_step, lr_at, warmup_steps
 
 warnings.filterwarnings("ignore", message=".*does not have many workers.*")
@@ -19,9 +22,8 @@ warnings.filterwarnings("ignore", message=".*`isinstance\\(treespec, LeafSpec\\)
 
 
 def accumulation(cfg: RunConfig) -> int:
-    per_step = cfg.sequences_per_batch
-    ranks = cfg.trainer.devices * cfg.trainer.num_nodes
-    return max(1, per_step // (cfg.batch.micro_sequences * ranks))
+    """Forward passes per rank per optimizer step (cpt/batching.py has the arithmetic)."""
+    return layout(cfg).accumulation
 
 
 def val_loaders(cfg: RunConfig, data: PreparedData) -> dict:
@@ -60,13 +62,25 @@ def train_stage(cfg: RunConfig, stage: Stage, model, data: PreparedData, sink, t
     # Lightning's start-up banners ("GPU available: False", tips) are noise at this scale.
     for name in ("lightning.pytorch", "lightning.fabric"):
         logging.getLogger(name).setLevel(logging.WARNING)
-    accum = accumulation(cfg)
+    lay = layout(cfg)
+    accum = lay.accumulation
     T = stage.steps
     start = resume["step"] if resume else 0  # optimizer steps already done
-    module = StageModule(model, lambda t: lr_at(t, T, stage.schedule), T, resume=resume)
-    # Step s reads sequences [s·B, (s+1)·B): a resumed stage starts reading at start·B.
+    t = cfg.trainer
+    fsdp = t.strategy == "fsdp"
+    # FSDP wraps the modules it trains in place; it trains a copy, and the weights come back below.
+    work = copy.deepcopy(model) if fsdp else model
+    if t.activation_checkpointing and not fsdp:  # FSDP checkpoints per layer through its policy
+        work.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+    if t.compile:
+        work.compile()  # in place: state_dict keys stay those of the plain model
+    module = StageModule(work, lambda s: lr_at(s, T, stage.schedule), T, resume=resume)
+    # Step s reads sequences [s·B, (s+1)·B): a resumed stage starts reading at start·B. Each rank
+    # reads its own contiguous block of every step's global batch, in order (cpt/batching.py);
+    # Lightning's DistributedSampler is switched off below.
+    rank = torch.distributed.get_rank() if torch.distributed.is_initialized() else 0
     loader = torch.utils.data.DataLoader(stage_sequences(cfg, stage, data, start * cfg.sequences_per_batch),
-                                         batch_size=cfg.batch.micro_sequences, shuffle=False, drop_last=True)
+                                         batch_size=lay.micro, sampler=RankSampler(T - start, lay, rank))
     evals_at = eval_steps(T, warmup_steps(stage.schedule, T), cfg.eval.interval_steps, cfg.eval.warmup_interval_steps)
     anneal = anneal_start_step(stage.schedule, T)
     if anneal is not None:  # the pre-anneal model's losses: what the anneal adds on top
@@ -74,14 +88,15 @@ def train_stage(cfg: RunConfig, stage: Stage, model, data: PreparedData, sink, t
     metrics = StageMetrics(
         sink, val_loaders(cfg, data), evals_at,
         cfg.log_interval_steps, token_offset, cfg.batch.tokens, accum,
-        flops_per_token(cfg.model, data.vocab_size), start_step=start)
+        flops_per_token(cfg.model, data.vocab_size), peak * lay.world if (peak := peak_flops(t)) else None,
+        start_step=start)
     all_callbacks = [metrics, StageProgressBar(title), *callbacks]
     for cb in all_callbacks if resume else ():  # Lightning's callback-state protocol
         if cb.state_key in resume["callbacks"]:
             cb.load_state_dict(resume["callbacks"][cb.state_key])
     trainer = L.Trainer(
-        accelerator=cfg.trainer.accelerator, devices=cfg.trainer.devices, num_nodes=cfg.trainer.num_nodes,
-        strategy=cfg.trainer.strategy, precision=cfg.trainer.precision,
+        accelerator=t.accelerator, devices=t.devices, num_nodes=t.num_nodes,
+        strategy=build_strategy(t), precision=t.precision, use_distributed_sampler=False,
         max_steps=T - start, max_epochs=1, accumulate_grad_batches=accum,
         gradient_clip_val=1.0,  # both papers clip the global gradient norm at 1.0
         logger=False, enable_checkpointing=False, enable_model_summary=False,
@@ -89,4 +104,10 @@ def train_stage(cfg: RunConfig, stage: Stage, model, data: PreparedData, sink, t
         callbacks=all_callbacks,
     )
     trainer.fit(module, loader)
+    if fsdp:  # the full weights gather on rank 0 (a collective: every rank calls it)
+        state = trainer.strategy.lightning_module_state_dict()
+        if trainer.is_global_zero:
+            model.load_state_dict({k.removeprefix("model."): v for k, v in state.items()})
+    elif t.activation_checkpointing:
+        model.gradient_checkpointing_disable()
     return metrics

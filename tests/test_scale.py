@@ -1,0 +1,160 @@
+"""Scale-out: DDP on two CPU processes (gloo) against one process, the launcher configs, and a
+real sweep of separate processes sharing one stage-0 prefix through the cache's lock."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+from datetime import datetime
+
+import pytest
+from mlflow.tracking import MlflowClient
+
+from conftest import ROOT, TINY, TINY_STEPS, compose, parse, run_cli
+from test_end_to_end import run_tiny
+
+REPLAY = 0.3  # 4 sequences a step: 1 or 2 replays a step, so the count is not trivially even
+PEAK = 1e11  # FLOP/s of one device, for perf/mfu
+
+
+def histories(out) -> dict:
+    """{(kind, metric): {step: value}} of every run in a store (prefix and run)."""
+    c = MlflowClient(tracking_uri=f"sqlite:///{out}/mlflow.db")
+    exp = c.get_experiment_by_name("cpt")
+    got = {}
+    for r in c.search_runs([exp.experiment_id]):
+        for m in ("train/loss", "train/replay_fraction", "val/syn-en-a/loss", "val/syn-en-b/loss"):
+            got[(r.data.tags["cpt.kind"], m)] = {h.step: h.value for h in c.get_metric_history(r.info.run_id, m)}
+    return got
+
+
+@pytest.mark.slow
+def test_ddp_on_two_processes_matches_one_process(tmp_path, out):
+    """The same global batch (4 sequences a step) on 1 process and on 2 DDP ranks of 2 sequences:
+    the same loss at every step of both stages (within 1e-5 relative) and the same, exact,
+    replay fraction."""
+    import shutil
+
+    ddp_out = tmp_path / "ddp"
+    shutil.copytree(out, ddp_out)
+    run_tiny(out, [f"replay={REPLAY}", f"trainer.peak_flops={PEAK}"])
+    res = run_cli([*TINY, f"replay={REPLAY}", f"trainer.peak_flops={PEAK}", f"paths.output_dir={ddp_out}", "trainer=ddp",
+                   "trainer.accelerator=cpu", "trainer.precision=32-true", "trainer.devices=2"], timeout=300)
+    assert res.returncode == 0, res.stderr[-3000:]
+    one, two = histories(out), histories(ddp_out)
+    assert one.keys() == two.keys() and len(one) == 8
+    for key, a in one.items():
+        b = two[key]
+        assert a.keys() == b.keys() and a, key
+        for step in a:
+            assert b[step] == pytest.approx(a[step], rel=1e-5, abs=1e-12), (key, step)
+    # Cumulative replay fraction after step t: exactly floor(4(t+1)·0.3) of 4(t+1) sequences.
+    offset = TINY_STEPS * 512
+    frac = two[("run", "train/replay_fraction")]
+    assert frac == {offset + t * 512: (4 * (t + 1) * 3 // 10) / (4 * (t + 1)) for t in range(TINY_STEPS)}
+    assert len(one[("run", "train/loss")]) == TINY_STEPS
+    # perf/mfu = tokens/s · FLOPs per token / (peak of one device · 2 devices), at every log point.
+    c = MlflowClient(tracking_uri=f"sqlite:///{ddp_out}/mlflow.db")
+    run = c.search_runs([c.get_experiment_by_name("cpt").experiment_id], "tags.`cpt.kind` = 'run'")[0]
+    tps = {h.step: h.value for h in c.get_metric_history(run.info.run_id, "perf/tokens_per_s")}
+    mfu = {h.step: h.value for h in c.get_metric_history(run.info.run_id, "perf/mfu")}
+    fpt = run.data.metrics["compute/flops"] / run.data.metrics["compute/tokens"]
+    assert mfu.keys() == tps.keys() and len(mfu) >= TINY_STEPS // 2  # none right after an evaluation
+    assert all(mfu[s] == pytest.approx(tps[s] * fpt / (2 * PEAK)) for s in mfu)
+    # Rank 1 ran the same job in the same output directory and logged nothing itself.
+    assert len(list(ddp_out.glob("runs/*/rank1.out"))) == 1
+
+
+def test_slurm_launcher_composes_and_expands_a_sweep():
+    """`-m hydra/launcher=submitit_slurm` on 2 nodes x 4 devices: 12 jobs, each a valid run, each
+    an sbatch script asking for one task per device on every node."""
+    from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+    from hydra.utils import instantiate
+    from submitit.slurm.slurm import SlurmExecutor, _make_sbatch_string
+
+    from cpt.config import parse as parse_cfg
+
+    base = ["hydra/launcher=submitit_slurm", "trainer=ddp", "trainer.devices=4", "trainer.num_nodes=2"]
+    sweep = OverridesParser.create().parse_overrides(["warmup=0,0.005,0.01,0.02", "lr.max=1.5e-4,3e-4,6e-4"])
+    jobs = [job for batch in BasicSweeper.split_arguments(sweep, None) for job in batch]
+    assert len(jobs) == 12
+    equivalent = SlurmExecutor._equivalence_dict()
+    seen = set()
+    for job in jobs:
+        dc = compose(base + job)
+        cfg = parse_cfg(dc)
+        seen.add((cfg.warmup, cfg.lr.max))
+        launcher = instantiate(dc.hydra.launcher)
+        assert type(launcher).__name__ == "SlurmLauncher"
+        p = {equivalent.get(k, k): v for k, v in launcher.params.items()
+             if v is not None and k not in ("submitit_folder", "max_num_timeout", "array_parallelism")}
+        sbatch = _make_sbatch_string("python -u -m submitit.core._submit x", "/tmp/submitit", **p)
+        for line in ("#SBATCH --nodes=2", "#SBATCH --ntasks-per-node=4", "#SBATCH --time=1440"):
+            assert line in sbatch
+    assert len(seen) == 12
+
+
+def test_joblib_launcher_and_tracking_server_compose():
+    dc = compose(["hydra/launcher=joblib", "tracking=server", "tracking.uri=http://mlflow-host:5000"])
+    assert dc.hydra.launcher._target_.endswith("JoblibLauncher") and dc.hydra.launcher.n_jobs == 2
+    assert parse(["tracking=server", "tracking.uri=http://mlflow-host:5000"]).tracking.uri == "http://mlflow-host:5000"
+
+
+@pytest.mark.slow
+def test_submitit_local_sweep_shares_one_prefix_across_processes(out):
+    """Two jobs started at once as separate processes on a fresh MLflow store: one trains stage 0
+    under the prefix lock, the other waits on it and reuses the entry."""
+    short = [f"shift.datasets.{i}.tokens={8 * 512}" for i in (0, 1)]  # 8 steps a stage: the processes are the point
+    res = run_cli(["-m", "hydra/launcher=submitit_local", "lr.max=1e-4,2e-4", *TINY, *short, f"paths.output_dir={out}"],
+                  timeout=400)
+    assert res.returncode == 0, res.stdout[-2000:] + res.stderr[-3000:]
+    logs = [p.read_text() for p in sorted(out.glob("multirun/*/.submitit/*/*_0_log.out"))]
+    assert len(logs) == 2
+    assert sum("training prefix" in log for log in logs) == 1
+    assert sum("cached prefix" in log for log in logs) == 1
+    c = MlflowClient(tracking_uri=f"sqlite:///{out}/mlflow.db")
+    exp = c.get_experiment_by_name("cpt")
+    kinds = [r.data.tags["cpt.kind"] for r in c.search_runs([exp.experiment_id])]
+    assert sorted(kinds) == ["prefix", "run", "run"]
+    # The job that reused stage 0 started before stage 0 was finished: it waited on the lock.
+    started = {log: datetime.strptime(re.search(r"INFO \((.*?)\) - Starting", log).group(1), "%Y-%m-%d %H:%M:%S,%f")
+               for log in logs}
+    reuser = next(log for log in logs if "cached prefix" in log)
+    prefix = c.search_runs([exp.experiment_id], "tags.`cpt.kind` = 'prefix'")[0]
+    assert started[reuser].timestamp() * 1000 < prefix.info.end_time
+
+
+def test_cli_help_does_not_import_lightning_or_torch():
+    code = ("import sys\nfrom cpt.cli import main\ntry:\n    main(['--help'])\nexcept SystemExit:\n    pass\n"
+            "print('IMPORTED', [m for m in ('lightning', 'torch', 'mlflow', 'transformers') if m in sys.modules])")
+    res = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert res.stdout.strip().splitlines()[-1] == "IMPORTED []", res.stdout + res.stderr
+
+
+@pytest.mark.slow
+def test_activation_checkpointing_keeps_the_losses(out):
+    """Recomputing activations in backward changes memory, not arithmetic."""
+    import dataclasses
+
+    import torch
+
+    from cpt.data.prepare import prepare
+    from cpt.model import build_model
+    from cpt.plan import build_plan
+    from cpt.train import train_stage
+
+    cfg = parse(TINY, out)
+    data = prepare(cfg)
+    stage = dataclasses.replace(build_plan(cfg)[0], steps=4, tokens=4 * 512)
+    losses = {}
+    for checkpointing in (False, True):
+        cfg.trainer.activation_checkpointing = checkpointing
+        torch.manual_seed(0)
+        model = build_model(cfg.model, cfg.model.padded_vocab(data.vocab_size))
+        got = losses[checkpointing] = []
+        train_stage(cfg, stage, model, data, lambda m, _: got.append(m["train/loss"]) if "train/loss" in m else None,
+                    0, "test")
+        assert not model.is_gradient_checkpointing  # switched off again for whoever uses the model next
+    assert len(losses[True]) == 4 and losses[True] == pytest.approx(losses[False], rel=1e-6)
