@@ -15,7 +15,7 @@ BETAS, EPS, WEIGHT_DECAY = (0.9, 0.95), 1e-8, 0.1
 
 def causal_lm_loss(model, tokens: torch.Tensor) -> torch.Tensor:
     """Mean next-token cross-entropy (nats) of windows of seq_len + 1 tokens."""
-    logits = model(input_ids=tokens[:, :-1]).logits
+    logits = model(input_ids=tokens[:, :-1], use_cache=False).logits  # training never reads a KV cache
     return F.cross_entropy(logits.reshape(-1, logits.size(-1)).float(), tokens[:, 1:].reshape(-1))
 
 
