@@ -80,7 +80,7 @@ def bare_loop(cfg, data, stage, steps: int) -> float:
     for step in range(steps + 1):
         opt.zero_grad(set_to_none=True)
         for _ in range(lay.accumulation):
-            tokens, _sources = next(loader)
+            tokens = next(loader)[0]  # (windows, sources, sequence ids)
             (causal_lm_loss(model, tokens) / lay.accumulation).backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         opt.step()
