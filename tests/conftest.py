@@ -36,11 +36,10 @@ TINY = [
 
 def compose(overrides: list[str], output_dir: Path | None = None):
     """The composed DictConfig of `python run.py <overrides>` (with hydra settings)."""
-    from hydra import compose as hydra_compose, initialize_config_dir
+    from cpt.compose import compose as compose_config
 
     extra = [f"paths.output_dir={output_dir}"] if output_dir else []
-    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
-        return hydra_compose("config", overrides=overrides + extra, return_hydra_config=True)
+    return compose_config(overrides + extra)
 
 
 def parse(overrides: list[str], output_dir: Path | None = None):
