@@ -25,7 +25,8 @@ import torch
 from cpt.compose import compose
 from cpt.config import parse
 from cpt.data.prepare import prepare
-from cpt.lit_module import BETAS, EPS, WEIGHT_DECAY, causal_lm_loss
+from cpt.lit_module import BETAS, EPS, WEIGHT_DECAY
+from cpt.loss import causal_lm_loss
 from cpt.model import build_model
 from cpt.plan import build_plan
 from cpt.scale import layout

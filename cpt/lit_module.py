@@ -6,23 +6,20 @@ from typing import Callable
 
 import lightning as L
 import torch
-import torch.nn.functional as F
+
+from cpt.loss import causal_lm_loss
 
 # AdamW of both papers (GPT-NeoX configs): β = (0.9, 0.95), ε = 1e-8, weight decay 0.1 on
 # matrices only (NeoX exempts biases and LayerNorm parameters).
 BETAS, EPS, WEIGHT_DECAY = (0.9, 0.95), 1e-8, 0.1
 
 
-def causal_lm_loss(model, tokens: torch.Tensor) -> torch.Tensor:
-    """Mean next-token cross-entropy (nats) of windows of seq_len + 1 tokens."""
-    logits = model(input_ids=tokens[:, :-1], use_cache=False).logits  # training never reads a KV cache
-    return F.cross_entropy(logits.reshape(-1, logits.size(-1)).float(), tokens[:, 1:].reshape(-1))
-
-
 class StageModule(L.LightningModule):
-    def __init__(self, model, lr_at: Callable[[int], float], total_steps: int, resume: dict | None = None):
+    def __init__(self, model, lr_at: Callable[[int], float], total_steps: int, resume: dict | None = None,
+                 fused_loss: bool = True):
         super().__init__()
         self.model = model
+        self.fused_loss = fused_loss  # cpt/loss.py: off under FSDP
         self.lr_at, self.total_steps = lr_at, total_steps
         self.resume = resume  # {"optimizer": ..., "scheduler": ...} of a checkpoint, or None
         # What the last micro-batch saw; read by the metrics callback after each batch.
@@ -33,13 +30,13 @@ class StageModule(L.LightningModule):
 
     def forward(self, tokens):
         """The loss of a batch; called through the strategy's wrapper when FSDP shards the model."""
-        return causal_lm_loss(self.model, tokens)
+        return causal_lm_loss(self.model, tokens, self.fused_loss)
 
     def training_step(self, batch, batch_idx):
         tokens, sources, ids = batch
         # The LR the optimizer applies in this step (the scheduler stepped after the last one).
         self.last_lr = self.optimizers().param_groups[0]["lr"]
-        loss = causal_lm_loss(self.model, tokens)
+        loss = causal_lm_loss(self.model, tokens, self.fused_loss)
         self.last_loss = loss.detach()
         self.last_sources, self.last_ids = sources, ids
         return loss

@@ -72,9 +72,9 @@ def train_stage(cfg: RunConfig, stage: Stage, model, data: PreparedData, sink, t
     work = copy.deepcopy(model) if fsdp else model
     if t.activation_checkpointing and not fsdp:  # FSDP checkpoints per layer through its policy
         work.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
-    if t.compile:
-        work.compile()  # in place: state_dict keys stay those of the plain model
-    module = StageModule(work, lambda s: lr_at(s, T, stage.schedule), T, resume=resume)
+    if t.compile:  # in place (state_dict keys stay those of the plain model); the body only, as the
+        work.base_model.compile()  # fused loss (cpt/loss.py) calls the body and the output layer apart
+    module = StageModule(work, lambda s: lr_at(s, T, stage.schedule), T, resume=resume, fused_loss=not fsdp)
     # Step s reads sequences [s·B, (s+1)·B): a resumed stage starts reading at start·B. Each rank
     # reads its own contiguous block of every step's global batch, in order (cpt/batching.py);
     # Lightning's DistributedSampler is switched off below.
