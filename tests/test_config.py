@@ -8,6 +8,9 @@ from cpt.config import GROUPS
 from cpt.errors import UserError
 
 from conftest import CONF, compose, parse, run_cli
+from test_tracking_reliability import _free_port
+
+DOWN = _free_port()  # a port nothing listens on: tracking=server pointing at no server
 
 OPTIONS = [(g, p.stem) for g in GROUPS for p in sorted((CONF / g).glob("*.yaml"))]
 
@@ -57,6 +60,8 @@ def test_bad_values_name_the_key_and_what_is_allowed(override, key):
     (["model=gpt5"], "model=gpt5: unknown option; allowed: "),
     (["-m", "shift=nope,synthetic-weak"], "shift=nope: unknown option"),
     (["shift.datasets.0.tokens=512"], "shift.datasets.0.tokens=512: allowed at least one batch"),
+    (["tracking=server", f"tracking.uri=http://127.0.0.1:{DOWN}", "tracking.connect_timeout_s=2"],
+     f"tracking.uri=http://127.0.0.1:{DOWN}: no MLflow server answered within 2 s"),
 ])
 def test_cli_bad_input_is_one_line_and_writes_nothing(args, needle, tmp_path):
     out = tmp_path / "outputs"
