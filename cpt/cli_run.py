@@ -9,6 +9,18 @@ from pathlib import Path
 from cpt.errors import UserError
 
 
+def _silence_in_job_processes() -> None:
+    """Launchers that run jobs in other processes (joblib's workers, submitit's jobs) unpickle the
+    task function there, which imports this module, and only then compose the job's config: the
+    schema-match warning that main_guard silences in the parent is silenced here for them."""
+    from cpt.compose import silence_schema_match
+
+    silence_schema_match()
+
+
+_silence_in_job_processes()
+
+
 def main_guard(main, conf_dir: Path, argv: list[str]) -> None:
     """Check group options before Hydra (its message spans lines), then run `main`;
     a UserError anywhere becomes one line on stderr and exit status 2."""

@@ -9,6 +9,7 @@ import sys
 from datetime import datetime
 
 import pytest
+import yaml
 from mlflow.tracking import MlflowClient
 
 from conftest import ROOT, TINY, TINY_STEPS, compose, parse, run_cli
@@ -124,6 +125,44 @@ def test_submitit_local_sweep_shares_one_prefix_across_processes(out):
     reuser = next(log for log in logs if "cached prefix" in log)
     prefix = c.search_runs([exp.experiment_id], "tags.`cpt.kind` = 'prefix'")[0]
     assert started[reuser].timestamp() * 1000 < prefix.info.end_time
+
+
+@pytest.mark.slow
+def test_joblib_sweep_shares_one_prefix_across_parallel_workers(out):
+    """`-m hydra/launcher=joblib`: two jobs at once in joblib's worker processes, one SQLite store.
+    Stage 0 is trained once; the other job waits on its lock and reuses it; both finish, each in
+    its own Hydra job directory, with its final metrics in the store and in the sweep's table."""
+    short = [f"shift.datasets.{i}.tokens={8 * 512}" for i in (0, 1)]
+    res = run_cli(["-m", "hydra/launcher=joblib", "lr.max=1e-4,2e-4", *TINY, *short, f"paths.output_dir={out}"],
+                  timeout=400)
+    assert res.returncode == 0, res.stdout[-2000:] + res.stderr[-3000:]
+    said = res.stdout + res.stderr
+    assert "Joblib.Parallel(n_jobs=2" in said and "is validated against ConfigStore schema" not in said
+    assert res.stdout.count("training prefix") == 1 and res.stdout.count("cached prefix") == 1
+    (sweep,) = out.glob("multirun/*")
+    c = MlflowClient(tracking_uri=f"sqlite:///{out}/mlflow.db")
+    exp = c.get_experiment_by_name("cpt")
+    (prefix,) = c.search_runs([exp.experiment_id], "tags.`cpt.kind` = 'prefix'")
+    runs = c.search_runs([exp.experiment_id], "tags.`cpt.kind` = 'run'")
+    assert sorted(float(r.data.params["lr.max"]) for r in runs) == [1e-4, 2e-4]
+    assert sorted(r.data.tags["cpt.prefix_cached"] for r in runs) == ["False", "True"]  # one trained, one reused
+    for r in runs:
+        assert r.info.status == "FINISHED" and r.data.tags["cpt.prefix_run_id"] == prefix.info.run_id
+        assert r.data.tags["cpt.sweep_id"] == sweep.name
+        m = r.data.metrics
+        assert {"final/syn-en-a/loss", "final/syn-en-b/loss", "final/avg_loss", "forgetting", "adaptation"} <= m.keys()
+        # what the job printed and the sweep's table are the store's numbers
+        assert f"upstream / downstream / avg  {m['final/upstream_loss']:.4f} / {m['final/downstream_loss']:.4f}" \
+               f" / {m['final/avg_loss']:.4f}" in res.stdout
+    assert f"sweep {sweep.name}: 2 finished runs" in res.stdout
+    # Each job wrote its own Hydra job directory; the one that reused stage 0 had started before
+    # stage 0 was finished: the jobs ran at once and it waited on the lock.
+    jobs = {float(yaml.safe_load((d / ".hydra/overrides.yaml").read_text())[0].split("=")[1]): d
+            for d in (sweep / "0", sweep / "1")}
+    assert sorted(jobs) == [1e-4, 2e-4]
+    reuser = next(r for r in runs if r.data.tags["cpt.prefix_cached"] == "True")
+    started = (jobs[float(reuser.data.params["lr.max"])] / ".hydra/overrides.yaml").stat().st_mtime
+    assert started * 1000 < prefix.info.end_time
 
 
 def test_cli_help_does_not_import_lightning_or_torch():
