@@ -102,6 +102,9 @@ def _sqlite_lock(uri: str):
 class Tracker:
     def __init__(self, cfg: Tracking):
         os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+        # With a server, MLflow prints two "View run/experiment at <url>" lines whenever a run
+        # ends, amid the progress bars; the run's summary names the run and the server instead.
+        os.environ.setdefault("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "true")
         from mlflow.tracking import MlflowClient
 
         _quiet()
