@@ -29,5 +29,12 @@ class SweepSummary(Callback):
         except UserError as e:  # e.g. no job finished
             print(f"no report: {e}")
             return
-        print(f"report: {path}\n  again, or after more runs:  cpt report {sweep_id}"
-              + (f" paths.output_dir={run_cfg.paths.output_dir}" if run_cfg.paths.output_dir != "outputs" else ""))
+        print(f"report: {path}\n  again, or after more runs:  cpt report {sweep_id}{_locate(run_cfg)}")
+
+
+def _locate(cfg) -> str:
+    """The overrides that point `cpt report` at this sweep's store, where it is not the default."""
+    where = {"paths.output_dir": (cfg.paths.output_dir, "outputs"),
+             "tracking.uri": (cfg.tracking.uri, f"sqlite:///{cfg.paths.output_dir}/mlflow.db"),
+             "tracking.experiment": (cfg.tracking.experiment, "cpt")}
+    return "".join(f" {key}={value}" for key, (value, default) in where.items() if value != default)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -14,6 +15,8 @@ from types import SimpleNamespace
 
 import pytest
 from mlflow.tracking import MlflowClient
+
+from cpt.cli import main as cli_main
 
 from conftest import TINY, run_cli
 from test_tracking_reliability import _free_port
@@ -114,3 +117,8 @@ def test_sweep_logs_everything_to_a_tracking_server(server, out):
 
     (report,) = c.search_runs([exp.experiment_id], "tags.`cpt.kind` = 'report'")
     assert "report.md" in [a.path for a in c.list_artifacts(report.info.run_id)]
+    # The command the sweep suggests for the report names the server, and works.
+    again = re.search(r"again, or after more runs: +cpt report (.*)", res.stdout).group(1).split()
+    assert f"tracking.uri={server.uri}" in again
+    assert cli_main(["report", *again]) == 0
+    assert len(c.search_runs([exp.experiment_id], "tags.`cpt.kind` = 'report'")) == 1  # published again, same run
