@@ -58,6 +58,10 @@ def task(cfg):
 
             print(describe(run_cfg, choices))
             return float("nan")
+        from cpt.tracking import check_uri
+
+        # A tracking server that does not answer: say so now, not after ~10 s of importing torch.
+        check_uri(run_cfg.tracking.uri, run_cfg.tracking.connect_timeout_s)
         from cpt.experiment import RunContext, run
         from cpt.job_tags import job_tags
         from cpt.tracking import flatten
