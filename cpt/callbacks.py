@@ -61,8 +61,11 @@ class StageMetrics(L.Callback):
 
     def _evaluate(self, trainer, module, step: int) -> None:
         sharded = type(trainer.strategy).__name__ == "FSDPStrategy"
+        world = 1 if sharded else trainer.world_size  # (see evaluate: FSDP ranks run every batch)
         losses = evaluate(module.model, self.val_loaders, module.device,
-                          loss_fn=trainer.strategy.model if sharded else None)
+                          loss_fn=trainer.strategy.model if sharded else None,
+                          rank=trainer.global_rank if world > 1 else 0, world=world,
+                          reduce_sum=lambda t: trainer.strategy.reduce(t, reduce_op="sum"))
         self.evals[step] = losses
         self.sink({f"val/{n}/loss": v for n, v in losses.items()}, self._tokens(step))
 

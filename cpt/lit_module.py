@@ -60,21 +60,31 @@ class StageModule(L.LightningModule):
 
 
 @torch.no_grad()
-def evaluate(model, loaders: dict[str, torch.utils.data.DataLoader], device, loss_fn=None) -> dict[str, float]:
-    """Token-weighted mean validation loss of every dataset. Every rank evaluates all of it
-    (the same numbers everywhere); `loss_fn(tokens)` replaces the plain model where FSDP
-    must gather the parameters around each layer's forward."""
+def evaluate(model, loaders: dict[str, torch.utils.data.DataLoader], device, loss_fn=None,
+             rank: int = 0, world: int = 1, reduce_sum=None) -> dict[str, float]:
+    """Token-weighted mean validation loss of every dataset.
+
+    With world > 1 (DDP) rank r evaluates batches r, r + world, … of each dataset and
+    `reduce_sum` (a collective) adds the token-weighted sums over ranks: every rank gets the same
+    numbers for 1/world of the work. `loss_fn(tokens)` replaces the plain model where FSDP must
+    gather the parameters around each layer's forward; FSDP's forward is itself a collective, so
+    there every rank runs every batch (world = 1).
+    """
     loss_fn = loss_fn or (lambda tokens: causal_lm_loss(model, tokens))
     was_training = model.training
     model.eval()
-    out = {}
-    for name, loader in loaders.items():
+    sums = []  # per dataset: loss x tokens, tokens
+    for loader in loaders.values():
         total, count = 0.0, 0
-        for tokens in loader:
+        for i, tokens in enumerate(loader):
+            if i % world != rank:
+                continue
             tokens = tokens.to(device)
             n = tokens[:, 1:].numel()
             total += loss_fn(tokens).item() * n
             count += n
-        out[name] = total / count
+        sums += [total, count]
     model.train(was_training)
-    return out
+    if world > 1:
+        sums = reduce_sum(torch.tensor(sums, dtype=torch.float64, device=device)).tolist()
+    return {name: sums[2 * k] / sums[2 * k + 1] for k, name in enumerate(loaders)}

@@ -61,3 +61,18 @@ def test_unfused_and_autocast_take_the_plain_path(model_and_tokens):
         got = causal_lm_loss(model, tokens)
         want = F.cross_entropy(model(input_ids=tokens[:, :-1]).logits.reshape(-1, VOCAB).float(), tokens[:, 1:].reshape(-1))
     assert got.requires_grad and got.item() == want.item()  # bf16 logits: the plain path's exact number
+
+
+def test_evaluation_splits_batches_over_ranks(model_and_tokens):
+    """Under DDP rank r evaluates batches r, r + world, …; the summed shares give the one-process loss."""
+    from cpt.lit_module import evaluate
+
+    model, _ = model_and_tokens
+    windows = torch.randint(0, VOCAB, (5, SPEC.seq_len + 1))
+    loader = torch.utils.data.DataLoader(windows, batch_size=2)  # batches of 2, 2, 1 windows
+    full = evaluate(model, {"d": loader}, "cpu")["d"]
+    shares = []
+    for rank in (0, 1):
+        evaluate(model, {"d": loader}, "cpu", rank=rank, world=2, reduce_sum=lambda t: shares.append(t) or t)
+    assert [int(s[1]) for s in shares] == [3 * SPEC.seq_len, 2 * SPEC.seq_len]  # batches 0 and 2 | batch 1
+    assert float(sum(s[0] for s in shares) / sum(s[1] for s in shares)) == pytest.approx(full, rel=1e-9)
