@@ -30,12 +30,17 @@ class StageMetrics(L.Callback):
     every batch the model consumed (for a union: the share of all but the last dataset).
     Steps are the stage's own: a stage resumed at `start_step` counts on from there, while
     Lightning's global_step counts from 0 again.
+
+    Each rank counts the sequences it reads itself (`replayed`, `consumed`); the logged fraction
+    sums them over the ranks. A checkpoint holds the sums (`checkpoint_state`), and on resume
+    rank 0 (`rank`) starts from them while the other ranks start from 0, so the sum over ranks is
+    the whole stage's count again (each rank loading the sums would count them world times).
     """
 
     def __init__(self, sink: Sink, val_loaders, eval_at: list[int], log_interval: int,
                  token_offset: int, batch_tokens: int, accumulate: int, flops_per_token: float,
-                 peak_flops: float | None = None, start_step: int = 0):
-        self.start = start_step
+                 peak_flops: float | None = None, start_step: int = 0, rank: int = 0):
+        self.start, self.rank = start_step, rank
         self.sink, self.val_loaders, self.eval_at = sink, val_loaders, set(eval_at)
         self.log_interval, self.offset, self.batch_tokens = log_interval, token_offset, batch_tokens
         self.accumulate, self.flops_per_token, self.peak_flops = accumulate, flops_per_token, peak_flops
@@ -49,12 +54,20 @@ class StageMetrics(L.Callback):
         return self.start + trainer.global_step
 
     def state_dict(self) -> dict:
-        """What a checkpoint needs to continue the metrics exactly (taken between optimizer steps)."""
+        """This rank's state (Lightning's protocol); a checkpoint holds `checkpoint_state`."""
         return {"evals": self.evals, "replayed": self.replayed, "consumed": self.consumed}
 
+    def checkpoint_state(self, trainer, module) -> dict:
+        """What a checkpoint needs to continue the metrics exactly (taken between optimizer steps):
+        the evaluations (the same on every rank) and the counters summed over the ranks. A
+        collective: every rank calls it at the same step."""
+        replayed, consumed = self._sum(trainer, module, [self.replayed, self.consumed])
+        return {**self.state_dict(), "replayed": int(replayed), "consumed": int(consumed)}
+
     def load_state_dict(self, state: dict) -> None:
+        """`state`: a `checkpoint_state` (counts of all ranks); rank 0 alone carries them on."""
         self.evals = {int(k): dict(v) for k, v in state["evals"].items()}
-        self.replayed, self.consumed = int(state["replayed"]), int(state["consumed"])
+        self.replayed, self.consumed = (int(state["replayed"]), int(state["consumed"])) if self.rank == 0 else (0, 0)
 
     def _tokens(self, step: int) -> int:
         return self.offset + step * self.batch_tokens
@@ -105,14 +118,19 @@ class StageMetrics(L.Callback):
     def _over_ranks(self, trainer, module) -> tuple[float, float]:
         """This step's mean loss and the replay fraction so far, over the sequences of all
         ranks (a collective: every rank logs at the same steps)."""
+        loss_sum, n, replayed, consumed = self._sum(trainer, module, [self._loss_sum, self._loss_n,
+                                                                      self.replayed, self.consumed])
+        return loss_sum / n, replayed / consumed
+
+    @staticmethod
+    def _sum(trainer, module, values: list[float]) -> list[float]:
+        """`values` summed over the ranks (float64: counts stay exact below 2^53)."""
         import torch
 
-        sums = torch.tensor([self._loss_sum, self._loss_n, self.replayed, self.consumed],
-                            dtype=torch.float64, device=module.device)
+        sums = torch.tensor(values, dtype=torch.float64, device=module.device)
         if trainer.world_size > 1:
             sums = trainer.strategy.reduce(sums, reduce_op="sum")
-        loss_sum, n, replayed, consumed = sums.tolist()
-        return loss_sum / n, replayed / consumed
+        return sums.tolist()
 
     def on_train_end(self, trainer, module):
         if self.step(trainer) not in self.evals:

@@ -45,10 +45,11 @@ class PeriodicCheckpoint(L.Callback):
         if not self.interval or batch_idx % m.accumulate or step == m.start or step % self.interval:
             return
         self.before_save()
+        counts = m.checkpoint_state(trainer, module)  # a collective: on every rank
+        model, optimizer = module.model.state_dict(), trainer.optimizers[0].state_dict()
         if trainer.is_global_zero:
-            callbacks = {c.state_key: c.state_dict() for c in trainer.callbacks if c is not self}
-            state = {"step": step, "model": module.model.state_dict(),
-                     "optimizer": trainer.optimizers[0].state_dict(),
+            callbacks = {c.state_key: counts if c is m else c.state_dict() for c in trainer.callbacks if c is not self}
+            state = {"step": step, "model": model, "optimizer": optimizer,
                      "scheduler": trainer.lr_scheduler_configs[0].scheduler.state_dict(),
                      "callbacks": {k: v for k, v in callbacks.items() if v}, "rng": torch.get_rng_state()}
             self.store.save(step, state, self.meta, self.keep_last)

@@ -89,7 +89,7 @@ def train_stage(cfg: RunConfig, stage: Stage, model, data: PreparedData, sink, t
         sink, val_loaders(cfg, data), evals_at,
         cfg.log_interval_steps, token_offset, cfg.batch.tokens, accum,
         flops_per_token(cfg.model, data.vocab_size), peak * lay.world if (peak := peak_flops(t)) else None,
-        start_step=start)
+        start_step=start, rank=rank)
     all_callbacks = [metrics, StageProgressBar(title), *callbacks]
     for cb in all_callbacks if resume else ():  # Lightning's callback-state protocol
         if cb.state_key in resume["callbacks"]:
