@@ -9,6 +9,7 @@ from typing import Callable
 import lightning as L
 from lightning.pytorch.callbacks import TQDMProgressBar
 
+from cpt.full_state import full_weights, sharded
 from cpt.lit_module import evaluate
 
 Sink = Callable[[dict[str, float], int], None]  # (metrics, tokens since the start of the chain)
@@ -73,10 +74,10 @@ class StageMetrics(L.Callback):
         return self.offset + step * self.batch_tokens
 
     def _evaluate(self, trainer, module, step: int) -> None:
-        sharded = type(trainer.strategy).__name__ == "FSDPStrategy"
-        world = 1 if sharded else trainer.world_size  # (see evaluate: FSDP ranks run every batch)
+        fsdp = sharded(trainer)
+        world = 1 if fsdp else trainer.world_size  # (see evaluate: FSDP ranks run every batch)
         losses = evaluate(module.model, self.val_loaders, module.device,
-                          loss_fn=trainer.strategy.model if sharded else None,
+                          loss_fn=trainer.strategy.model if fsdp else None,
                           rank=trainer.global_rank if world > 1 else 0, world=world,
                           reduce_sum=lambda t: trainer.strategy.reduce(t, reduce_op="sum"))
         self.evals[step] = losses
@@ -161,14 +162,16 @@ class PreAnneal(L.Callback):
     """Copies the weights before optimizer step `at_step` (the first step of an anneal) to CPU:
     the checkpoint the next stage of an infinite schedule continues from. If the anneal has no
     whole step (at_step == T) the copy is the final weights. The first micro-batch of that step
-    comes before its update, so the copy is taken there whatever the gradient accumulation."""
+    comes before its update, so the copy is taken there whatever the gradient accumulation.
+    Under FSDP the copy is gathered on rank 0 (every rank takes it at the same step; the
+    others keep {}, which only rank 0 stores anyway)."""
 
     def __init__(self, at_step: int):
         self.at_step = at_step
         self.weights: dict | None = None
 
-    def _take(self, module) -> None:
-        self.weights = {k: v.detach().to("cpu", copy=True) for k, v in module.model.state_dict().items()}
+    def _take(self, trainer, module) -> None:
+        self.weights = {k: v.detach().to("cpu", copy=True) for k, v in full_weights(trainer, module).items()}
 
     def state_dict(self) -> dict:  # a stage resumed past at_step gets its copy from the checkpoint
         return {"weights": self.weights} if self.weights is not None else {}
@@ -178,8 +181,8 @@ class PreAnneal(L.Callback):
 
     def on_train_batch_start(self, trainer, module, batch, batch_idx):
         if self.weights is None and stage_step(trainer) == self.at_step:
-            self._take(module)
+            self._take(trainer, module)
 
     def on_train_end(self, trainer, module):
         if self.weights is None:
-            self._take(module)
+            self._take(trainer, module)

@@ -174,7 +174,7 @@ class Trainer:
     accelerator: str = "cpu"  # cpu | gpu
     devices: int = 1  # processes (GPUs) per node; the global batch is split over devices · num_nodes
     num_nodes: int = 1  # nodes; > 1 needs SLURM (hydra/launcher=submitit_slurm) or torchrun to start them
-    strategy: str = "auto"  # auto (one device) | ddp | fsdp (shards parameters, gradients, optimizer state)
+    strategy: str = "auto"  # auto (one device) | ddp | fsdp (shards parameters, gradients, optimizer state; on cpu over gloo)
     precision: str = "32-true"  # fp32 on CPU: bf16 autocast is ~2x slower there (STACK.md)
     activation_checkpointing: bool = False  # recompute each layer's activations in backward: less memory, ~1/3 more compute
     compile: bool = False  # torch.compile the model (slower on CPU: 0.8-1.0x after a 45-70 s compile, STACK.md)

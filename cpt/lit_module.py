@@ -9,6 +9,8 @@ import torch
 
 from cpt.loss import causal_lm_loss
 
+from cpt.full_state import load_optimizer, sharded
+
 # AdamW of both papers (GPT-NeoX configs): β = (0.9, 0.95), ε = 1e-8, weight decay 0.1 on
 # matrices only (NeoX exempts biases and LayerNorm parameters).
 BETAS, EPS, WEIGHT_DECAY = (0.9, 0.95), 1e-8, 0.1
@@ -22,6 +24,13 @@ class StageModule(L.LightningModule):
         self.fused_loss = fused_loss  # cpt/loss.py: off under FSDP
         self.lr_at, self.total_steps = lr_at, total_steps
         self.resume = resume  # {"optimizer": ..., "scheduler": ...} of a checkpoint, or None
+        # Parameter name -> (position, decays?), decided on the plain model: by the time
+        # configure_optimizers runs, FSDP has replaced each parameter with a rank's flat 1-D
+        # shard, whose shape no longer tells a matrix, and may list them in another order. The
+        # plain order numbers the parameters in the optimizer, so a checkpoint's optimizer state
+        # means the same under every strategy.
+        self._plain = {n: (i, p.ndim >= 2 and "layernorm" not in n.lower())
+                       for i, (n, p) in enumerate(model.named_parameters())}
         # What the last micro-batch saw; read by the metrics callback after each batch.
         self.last_loss = float("nan")
         self.last_lr = float("nan")
@@ -41,10 +50,19 @@ class StageModule(L.LightningModule):
         self.last_sources, self.last_ids = sources, ids
         return loss
 
+    def configure_gradient_clipping(self, optimizer, gradient_clip_val=None, gradient_clip_algorithm=None):
+        """The global gradient norm is clipped (Trainer's gradient_clip_val). Under FSDP each rank
+        holds a shard of the gradients: only the root FSDP module can compute the norm over all of
+        them (a collective), and Lightning's FSDP precision plugin refuses to clip by norm."""
+        if sharded(self.trainer):
+            self.trainer.strategy.model.clip_grad_norm_(gradient_clip_val)
+        else:
+            self.clip_gradients(optimizer, gradient_clip_val, gradient_clip_algorithm)
+
     def configure_optimizers(self):
         decay, no_decay = [], []
-        for name, p in self.model.named_parameters():
-            (decay if p.ndim >= 2 and "layernorm" not in name.lower() else no_decay).append(p)
+        for plain, p in sorted((self._plain[_unwrapped(n)], p) for n, p in self.model.named_parameters()):
+            (decay if plain[1] else no_decay).append(p)
         opt = torch.optim.AdamW(
             [{"params": decay, "weight_decay": WEIGHT_DECAY}, {"params": no_decay, "weight_decay": 0.0}],
             lr=1.0, betas=BETAS, eps=EPS,
@@ -54,9 +72,15 @@ class StageModule(L.LightningModule):
         if self.resume is not None:
             # AdamW moments and step counts, the LR of the next step, and the scheduler's step
             # (last_epoch = steps done, so its next step() gives lr_at(steps done + 1)).
-            opt.load_state_dict(self.resume["optimizer"])
+            # Under FSDP the optimizer holds shards: each rank keeps its own (cpt/full_state.py).
+            load_optimizer(self.trainer, opt, self.resume["optimizer"])
             sched.load_state_dict(self.resume["scheduler"])
         return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
+
+
+def _unwrapped(name: str) -> str:
+    """A parameter's name in the plain model (FSDP and its activation checkpointing insert these)."""
+    return name.replace("_fsdp_wrapped_module.", "").replace("_checkpoint_wrapped_module.", "")
 
 
 @torch.no_grad()

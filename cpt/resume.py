@@ -18,6 +18,7 @@ import torch
 
 from cpt import faults
 from cpt.callbacks import StageMetrics
+from cpt.full_state import full_optimizer, full_weights
 from cpt.stage_checkpoints import StageCheckpoints, load_state_dict_checked, starting_point
 from cpt.errors import TrainingDiverged, UserError
 
@@ -45,8 +46,10 @@ class PeriodicCheckpoint(L.Callback):
         if not self.interval or batch_idx % m.accumulate or step == m.start or step % self.interval:
             return
         self.before_save()
-        counts = m.checkpoint_state(trainer, module)  # a collective: on every rank
-        model, optimizer = module.model.state_dict(), trainer.optimizers[0].state_dict()
+        # Collectives first, on every rank: the metrics' counts of all ranks, and under FSDP the
+        # full weights and optimizer state gathered from the shards (cpt/full_state.py).
+        counts = m.checkpoint_state(trainer, module)
+        model, optimizer = full_weights(trainer, module), full_optimizer(trainer, trainer.optimizers[0])
         if trainer.is_global_zero:
             callbacks = {c.state_key: counts if c is m else c.state_dict() for c in trainer.callbacks if c is not self}
             state = {"step": step, "model": model, "optimizer": optimizer,

@@ -12,6 +12,7 @@ from cpt.config import RunConfig
 from cpt.data.prepare import PreparedData
 from cpt.data.windows import StageSequences, TokenWindows, ValWindows
 from cpt.batching import RankSampler
+from cpt.full_state import full_weights
 from cpt.model import flops_per_token
 from cpt.plan import Stage, eval_steps
 from cpt.scale import build_strategy, layout, peak_flops
@@ -105,9 +106,9 @@ def train_stage(cfg: RunConfig, stage: Stage, model, data: PreparedData, sink, t
     )
     trainer.fit(module, loader)
     if fsdp:  # the full weights gather on rank 0 (a collective: every rank calls it)
-        state = trainer.strategy.lightning_module_state_dict()
+        state = full_weights(trainer, module)
         if trainer.is_global_zero:
-            model.load_state_dict({k.removeprefix("model."): v for k, v in state.items()})
+            model.load_state_dict(state)
     elif t.activation_checkpointing:
         model.gradient_checkpointing_disable()
     return metrics

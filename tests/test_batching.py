@@ -53,7 +53,6 @@ def test_ranks_read_disjoint_blocks_that_make_up_each_step_in_order():
 @pytest.mark.parametrize("overrides,message", [
     (["trainer=ddp", "trainer.devices=3"], "batch.tokens=2048: allowed a positive multiple"),
     (["trainer=ddp", "trainer.devices=2", "trainer.strategy=auto"], "trainer.strategy=auto: allowed ddp or fsdp"),
-    (["trainer=fsdp", "trainer.accelerator=cpu"], "trainer.strategy=fsdp: allowed fsdp only with trainer.accelerator=gpu"),
     (["trainer.accelerator=tpu"], "trainer.accelerator=tpu: allowed cpu, gpu"),
     (["trainer.peak_flops=0"], "trainer.peak_flops=0.0: allowed null or FLOP/s > 0"),
 ])
@@ -61,6 +60,16 @@ def test_trainer_keys_are_checked_at_compose_time(overrides, message):
     with pytest.raises(UserError) as e:
         parse(overrides)
     assert str(e.value).startswith(message)
+
+
+def test_fsdp_on_cpu_processes_gets_the_cpu_strategy():
+    """Lightning refuses FSDP without a GPU; cpt's subclass runs it over gloo (cpt/fsdp_cpu.py,
+    trained and resumed for real in tests/test_distributed_resume.py)."""
+    from cpt.scale import build_strategy
+
+    t = parse(["trainer=fsdp", "trainer.accelerator=cpu", "trainer.precision=32-true", "trainer.devices=2"]).trainer
+    assert type(build_strategy(t)).__name__ == "CPUFSDPStrategy"
+    assert type(build_strategy(parse(["trainer=fsdp"]).trainer)).__name__ == "FSDPStrategy"
 
 
 def test_every_trainer_option_composes():

@@ -1,0 +1,150 @@
+"""Resume under DDP and FSDP on two CPU processes (gloo): the run's own stage is killed with
+SIGKILL at random steps after periodic checkpoints and finished by the same command; its MLflow
+record equals that of an uninterrupted two-process DDP run: the replay fraction exactly (and as
+planned), the per-step loss within 1e-5 relative.
+
+The replay fraction is where a resumed DDP stage used to go wrong: each rank counts its own
+sequences and the log sums the counts over the ranks, so a checkpoint must hold the sums and
+only one rank may carry them on. With 4 sequences a step and replay 0.3 the two ranks replay
+different numbers of sequences, so counting one rank's share twice shows. Under FSDP each rank
+holds a shard of the weights and AdamW moments: a checkpoint must hold them gathered.
+
+A start of two processes costs ~20 s here, so one chain of starts covers both strategies, and
+the crash runs reuse the baseline's cached stage 0 (it has no replay): only stage 1 is trained.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import shutil
+import signal
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from cpt.faults import ENV
+from cpt.stage_checkpoints import STATE
+
+from conftest import ROOT, TINY
+from test_end_to_end import client, runs_of_kind
+
+pytestmark = pytest.mark.slow
+
+S0, S1, EVERY = 8, 16, 4  # steps of stage 0 and stage 1, checkpoint interval
+ARGS = [*TINY, f"shift.datasets.0.tokens={S0 * 512}", f"shift.datasets.1.tokens={S1 * 512}", "replay=0.3",
+        f"checkpoint.interval_steps={EVERY}", "trainer.accelerator=cpu", "trainer.precision=32-true",
+        "trainer.devices=2"]
+DDP = ["trainer=ddp"]
+FSDP = ["trainer=fsdp", "trainer.activation_checkpointing=false"]
+KEYS = ("train/loss", "train/replay_fraction", "train/lr", "val/syn-en-a/loss", "val/syn-en-b/loss")
+
+
+def run_py(out, trainer: list[str], fault: str | None = None) -> subprocess.CompletedProcess:
+    """`python run.py` on 2 ranks, one thread each (the 2 cores; the same arithmetic in every run)."""
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": "1"}
+    env.pop(ENV, None)
+    if fault:
+        env[ENV] = fault  # rank 1 inherits it: both ranks die after the same step
+    return subprocess.run([sys.executable, str(ROOT / "run.py"), *ARGS, *trainer, f"paths.output_dir={out}"],
+                          cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+
+
+def history(out) -> dict:
+    """{metric: {step: value}} of the store's one `run` (the stage-1 run)."""
+    (run,) = runs_of_kind(out, "run")
+    c = client(out)
+    return {k: {h.step: h.value for h in c.get_metric_history(run.info.run_id, k)} for k in KEYS}
+
+
+@pytest.fixture(scope="module")
+def baseline(tmp_path_factory, prepared_root):
+    """The uninterrupted two-process DDP run (it writes its periodic checkpoints too)."""
+    out = tmp_path_factory.mktemp("uninterrupted") / "outputs"
+    for sub in ("data", "tokenizers"):
+        shutil.copytree(prepared_root / sub, out / sub)
+    res = run_py(out, DDP)
+    assert res.returncode == 0, res.stderr[-3000:]
+    return out, history(out)
+
+
+def crash(out, trainer: list[str], steps: int, resumes_from: int | None, why: str):
+    """Run `trainer` until SIGKILL after `steps` more optimizer steps (both ranks die there);
+    returns the state of the checkpoint it leaves last."""
+    res = run_py(out, trainer, f"step:{steps}")
+    assert res.returncode == -signal.SIGKILL, f"{why}\n{res.stderr[-3000:]}"
+    if resumes_from is not None:
+        assert f"resuming from its checkpoint at step {resumes_from} of {S1}" in res.stdout, why
+    (ckpt,) = (out / "checkpoints").iterdir()
+    last = sorted(ckpt.glob("step-*"))[-1]
+    return torch.load(last / STATE, weights_only=True)
+
+
+def assert_counts(state, why):
+    """The checkpoint holds the sequence counts of both ranks: 4 a step, floor(0.3·n) replayed."""
+    (counts,) = [v for k, v in state["callbacks"].items() if "StageMetrics" in k]
+    n = 4 * state["step"]
+    assert (counts["consumed"], counts["replayed"]) == (n, n * 3 // 10), why
+
+
+def assert_full_state(state, cfg, why):
+    """Whole tensors in the plain formats (weights by name, AdamW moments by position), not FSDP's
+    flattened shards of one rank."""
+    from cpt.model import build_model
+
+    plain = build_model(cfg.model, state["model"]["gpt_neox.embed_in.weight"].shape[0])
+    assert {k: tuple(v.shape) for k, v in state["model"].items()} == \
+        {k: tuple(v.shape) for k, v in plain.state_dict().items()}, why
+    params = [p for _, p in plain.named_parameters()]
+    moments = state["optimizer"]["state"]
+    assert sorted(moments) == list(range(len(params))), why  # every parameter, by its position
+    assert sorted(tuple(m["exp_avg"].shape) for m in moments.values()) == sorted(tuple(p.shape) for p in params), why
+    assert all(float(m["step"]) == state["step"] for m in moments.values()), why
+
+
+def test_stage_resumed_under_ddp_and_fsdp_logs_what_an_uninterrupted_run_logs(baseline, tmp_path):
+    """Stage 1 is killed twice and finished by a third start, switching strategy each time:
+    FSDP writes a checkpoint that DDP resumes from, DDP one that FSDP resumes from (a
+    checkpoint holds the full state in one format whatever wrote it)."""
+    from conftest import parse
+
+    base_out, want = baseline
+    out = tmp_path / "outputs"
+    for sub in ("data", "tokenizers", "cache"):  # stage 0 comes from the baseline's cache
+        shutil.copytree(base_out / sub, out / sub)
+    # The checkpoint of step s is written before step s + 1: a kill after step k keeps
+    # the one of the last multiple of EVERY below k.
+    k1, k2 = random.randint(EVERY + 1, 2 * EVERY - 1), random.randint(2 * EVERY + 1, 3 * EVERY - 1)
+    why = f"fsdp killed after step {k1} of stage 1"
+    state = crash(out, FSDP, k1, None, why)
+    assert state["step"] == EVERY, why
+    assert_full_state(state, parse(ARGS + FSDP, out), why)
+    assert_counts(state, why)
+    (run_id,) = [r.info.run_id for r in runs_of_kind(out, "run")]
+
+    why += f", ddp resumed from {EVERY} and killed after step {k2}"
+    state = crash(out, DDP, k2 - EVERY, EVERY, why)
+    assert state["step"] == 2 * EVERY, why
+    assert_counts(state, why)
+
+    why += f", fsdp resumed from {2 * EVERY}"
+    res = run_py(out, FSDP)
+    assert res.returncode == 0, f"{why}\n{res.stderr[-3000:]}"
+    assert f"resuming from its checkpoint at step {2 * EVERY} of {S1}" in res.stdout, why
+    (run,) = runs_of_kind(out, "run")  # the same MLflow run, continued
+    assert run.info.run_id == run_id and run.info.status == "FINISHED", why
+
+    got = history(out)
+    offset = S0 * 512
+    # Cumulative replay fraction after step t: exactly floor(4(t+1)·0.3) of 4(t+1) sequences.
+    planned = {offset + t * 512: (4 * (t + 1) * 3 // 10) / (4 * (t + 1)) for t in range(S1)}
+    assert got["train/replay_fraction"] == want["train/replay_fraction"] == planned, why
+    assert got["train/lr"] == want["train/lr"], why
+    for key in ("train/loss", "val/syn-en-a/loss", "val/syn-en-b/loss"):
+        assert got[key].keys() == want[key].keys() and want[key], f"{why}: {key} steps"
+        for step, v in want[key].items():
+            assert got[key][step] == pytest.approx(v, rel=1e-5), f"{why}: {key} at {step}"
+    c = client(out)
+    assert len(c.get_metric_history(run_id, "train/loss")) == S1, why  # every step logged once
