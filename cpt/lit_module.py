@@ -7,9 +7,8 @@ from typing import Callable
 import lightning as L
 import torch
 
-from cpt.loss import causal_lm_loss
-
 from cpt.full_state import load_optimizer, sharded
+from cpt.loss import causal_lm_loss
 
 # AdamW of both papers (GPT-NeoX configs): β = (0.9, 0.95), ε = 1e-8, weight decay 0.1 on
 # matrices only (NeoX exempts biases and LayerNorm parameters).
