@@ -3,7 +3,8 @@
 cpt's side is `cpt.train.train_stage` as a run uses it: a Lightning Trainer, cpt's metrics
 callback and progress bar, metrics sent to a real MLflow SQLite store. The bare side is the
 loop one would write by hand: the same model (same initial weights), the same sequences in the
-same order, AdamW + LambdaLR + gradient clipping at 1.0, and nothing else. Both are timed over
+same order, the same loss function (cpt/loss.py), AdamW + LambdaLR + gradient clipping at 1.0,
+and nothing else: the ratio is the cost of the framework around the step. Both are timed over
 the same window: from the end of optimizer step 0 to the end of step `--steps` (evaluation at
 the stage's start and end lies outside it). Prints tokens/s of each pair and the median ratio.
 Target: >= 0.95.

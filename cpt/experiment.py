@@ -5,8 +5,6 @@ This is what the Hydra task function calls; it reads top to bottom like the pape
 
 from __future__ import annotations
 
-import dataclasses
-import math
 from dataclasses import dataclass, field
 
 from cpt.cache import PrefixCache

@@ -3,8 +3,9 @@
 The plain loss (`model(...).logits` then `F.cross_entropy`) holds a [tokens, vocab] logits
 tensor, its log-softmax and their gradients: for Pythia's 50,304-row vocabulary and 4,096 tokens a
 step that is four fresh 824 MB arrays per step, and on CPU their allocation, zero-filling and
-memory traffic cost more than the output layer's matrix products themselves (measured on
-pythia-14m at 8 x 512 tokens: forward + backward 4.1-4.8 s plain, 2.0-2.6 s here).
+memory traffic cost as much as the output layer's matrix products themselves (measured on the
+2-core CPU, pythia-14m at 8 x 512 tokens, quiet machine: forward + backward 2.3-2.4 s plain,
+1.6-1.65 s here).
 
 Here the output layer and the loss are one autograd function that walks the tokens in chunks
 through reused [chunk, vocab] buffers: per chunk, logits -> log-softmax -> loss, then (the

@@ -7,7 +7,7 @@ import pytest
 from cpt.config import GROUPS
 from cpt.errors import UserError
 
-from conftest import CONF, compose, parse, run_cli
+from conftest import CONF, parse, run_cli
 from test_tracking_reliability import _free_port
 
 DOWN = _free_port()  # a port nothing listens on: tracking=server pointing at no server
