@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any
 
@@ -10,6 +11,8 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, ListConfig, OmegaConf
 from optuna.distributions import BaseDistribution, check_distribution_compatibility
 from optuna.trial import FrozenTrial, Trial, TrialState
+
+from cpt.errors import UserError
 
 from .search_space import SearchSpace
 
@@ -58,13 +61,22 @@ def open_study(
     Loading is what lets a re-run of the same command add trials to a study.
     """
     _make_sqlite_parent(storage)
-    study = optuna.create_study(
-        study_name=study_name,
-        storage=storage,
-        sampler=sampler,
-        directions=directions,
-        load_if_exists=True,
-    )
+    try:
+        study = optuna.create_study(
+            study_name=study_name,
+            storage=storage,
+            sampler=sampler,
+            directions=directions,
+            load_if_exists=True,
+        )
+    except ImportError as e:  # SQLAlchemy found no driver for the URL's database
+        raise _storage_error(storage, f"no driver for this database: {e.__cause__ or e}") from None
+    except Exception as e:
+        from sqlalchemy.exc import SQLAlchemyError
+
+        if not isinstance(e, SQLAlchemyError):
+            raise
+        raise _storage_error(storage, str(e).splitlines()[0][:200]) from None
     stored = [d.name.lower() for d in study.directions]
     # Optuna silently keeps the stored directions, which would mis-rank every new trial.
     if stored != directions:
@@ -73,6 +85,14 @@ def open_study(
             f"but hydra.sweeper.direction is {directions}; use another study_name"
         )
     return study
+
+
+def _storage_error(storage: str, reason: str):
+    """One line naming the key and what is allowed (the sweeper prints it and exits 2)."""
+    shown = re.sub(r"//([^:/@]+):[^@/]*@", r"//\1:***@", storage)  # no password on screen
+    return UserError(f"hydra.sweeper.storage={shown}: cannot open the study's database ({reason}); "
+                     "allowed: sqlite:///<file>, or a reachable database URL with its driver installed "
+                     "(PostgreSQL: postgresql://user:password@host:5432/db and pip install 'psycopg[binary]')")
 
 
 def check_compatible(study: optuna.Study, distributions: dict[str, BaseDistribution]) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import math
+import sys
 from pathlib import Path
 from typing import Any, List, Optional, Sequence, Tuple
 
@@ -16,6 +17,8 @@ from hydra.plugins.sweeper import Sweeper
 from hydra.types import HydraContext, TaskFunction
 from omegaconf import DictConfig, ListConfig, OmegaConf
 from optuna.trial import FrozenTrial, Trial, TrialState
+
+from cpt.errors import UserError
 
 from . import STUDY_ENV_VAR, TRIAL_ENV_VAR
 from . import config as _config  # noqa: F401  (registers the configs with Hydra)
@@ -73,12 +76,16 @@ class OptunaSweeper(Sweeper):
         assert self.hydra_context is not None and self.config is not None and self.launcher is not None
         parser = OverridesParser.create(config_loader=self.hydra_context.config_loader)
         space = build_search_space(self.params, arguments, parser)
-        study = open_study(
-            study_name=self.study_name,
-            storage=self.storage,
-            sampler=make_sampler(self.sampler_config, space),
-            directions=self.directions,
-        )
+        try:
+            study = open_study(
+                study_name=self.study_name,
+                storage=self.storage,
+                sampler=make_sampler(self.sampler_config, space),
+                directions=self.directions,
+            )
+        except UserError as e:  # Hydra would print it with a traceback: one line, as run.py does
+            print(f"error: {e}", file=sys.stderr)
+            raise SystemExit(e.exit_code) from None
         check_compatible(study, space.distributions)
         sweep_dir = Path(self.config.hydra.sweep.dir)
         sweep_dir.mkdir(parents=True, exist_ok=True)
