@@ -4,7 +4,8 @@
 (counted over the whole process: every stage, every point of a multirun):
 - `step`: right after an optimizer step has run (n = 1 is the first step this process trains);
 - `checkpoint`: in the middle of a checkpoint write — the state file is on disk in the
-  temporary directory, the rename that publishes it has not happened.
+  temporary directory, the rename that publishes it has not happened;
+- `init`: a model.init stage 0 has started its MLflow run and not yet evaluated the model.
 `action` is `kill` (default: SIGKILL to itself, exactly what `kill -9` does: no cleanup, no
 `finally`, no atexit) or `raise` (an InjectedFault exception, for cheap in-process tests).
 Unset, it costs one dictionary lookup per call.
@@ -16,7 +17,7 @@ import os
 import signal
 
 ENV = "CPT_FAULT"
-POINTS = ("step", "checkpoint")
+POINTS = ("step", "checkpoint", "init")
 _counts: dict[str, int] = {}
 
 

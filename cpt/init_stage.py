@@ -15,6 +15,7 @@ def eval_device(cfg) -> str:
 
 
 def load_prefix(cfg, stage, key, model, data, tracker, tags, params, say):
+    from cpt import faults
     from cpt.cache import PrefixCache
     from cpt.checkpoints import load_init_weights
     from cpt.experiment import unigram_entropy
@@ -24,10 +25,13 @@ def load_prefix(cfg, stage, key, model, data, tracker, tags, params, say):
     name = cfg.shift.datasets[stage.dataset].name
     say(f"stage {stage.index} ({name}): loading pretrained model.init={stage.init} (prefix {key[:12]})")
     model.load_state_dict(load_init_weights(cfg.model))
+    # We hold this prefix's lock: a RUNNING run of it is what a killed process left behind.
+    tracker.end_stale(f"tags.`cpt.kind` = 'prefix' and tags.`cpt.prefix_key` = '{key}'")
     log = tracker.start_run(f"prefix-{stage.index}-{key[:8]}", params,
                             {**tags, "cpt.kind": "prefix", "cpt.stage": stage.index, "cpt.prefix_key": key,
                              "cpt.init": stage.init})
     try:
+        faults.reached("init")
         device = eval_device(cfg)
         val = evaluate(model.to(device), val_loaders(cfg, data), device)
         model.to("cpu")

@@ -171,6 +171,16 @@ class Tracker:
         except MlflowException:
             pass  # not in this store: nothing to close
 
+    def end_stale(self, filter_string: str) -> int:
+        """Mark KILLED the RUNNING runs matching `filter_string`: runs of a process that was
+        killed (SIGKILL, a node lost) before it could end them. Only a caller that holds the lock
+        of the work they belong to may call it: nobody else can be running them. Returns how many."""
+        stale = retry_busy(lambda: self.client.search_runs(
+            [self.experiment_id], f"{filter_string} and attributes.status = 'RUNNING'"))
+        for run in stale:
+            retry_busy(lambda: self.client.set_terminated(run.info.run_id, "KILLED"))
+        return len(stale)
+
     def set_tags(self, run_id: str, tags: dict) -> None:
         RunLog(self.client, run_id).set_tags(tags)
 
@@ -286,6 +296,7 @@ class NullTracker:
         return None
 
     def finish_if_running(self, run_id: str) -> None: ...
+    def end_stale(self, filter_string: str) -> int: return 0
     def set_tags(self, run_id: str, tags: dict) -> None: ...
 
 

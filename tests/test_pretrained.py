@@ -216,3 +216,30 @@ def test_cli_exit_status_2_and_one_line(tmp_path):
     lines = res.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: shift.datasets.0.source.paths: the pattern")
     assert not (tmp_path / "out" / "data").exists() or not _finished_results(tmp_path / "out")
+
+
+@pytest.mark.slow
+def test_a_kill_while_loading_model_init_leaves_no_running_run(tmp_path, out):
+    """SIGKILL after the model.init stage opened its MLflow run: the same command again marks that
+    run KILLED (it holds the prefix's lock, so nobody else runs it) and finishes the chain."""
+    import os
+
+    from test_end_to_end import runs_of_kind
+
+    ckpt = save_tiny_neox(tmp_path / "ckpt")
+    args = [*TINY, f"model.init={ckpt}", "shift.datasets.1.tokens=4096", f"paths.output_dir={out}"]
+    os.environ["CPT_FAULT"] = "init:1"
+    try:
+        killed = run_cli(args, timeout=300)
+    finally:
+        del os.environ["CPT_FAULT"]
+    assert killed.returncode == -9, killed.stderr[-2000:]
+    assert [r.info.status for r in runs_of_kind(out, "prefix")] == ["RUNNING"]
+    assert not list((out / "cache").glob("*/result.json"))  # nothing cached by the killed process
+
+    again = run_cli(args, timeout=300)
+    assert again.returncode == 0, again.stderr[-2000:]
+    prefixes = runs_of_kind(out, "prefix")
+    assert sorted(r.info.status for r in prefixes) == ["FINISHED", "KILLED"]
+    assert {r.data.tags["cpt.prefix_key"] for r in prefixes} == {prefixes[0].data.tags["cpt.prefix_key"]}
+    assert [r.info.status for r in runs_of_kind(out, "run")] == ["FINISHED"]
