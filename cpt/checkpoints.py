@@ -48,7 +48,7 @@ def resolve_init(init: str) -> Path:
 def _download(repo: str) -> Path:
     from huggingface_hub import snapshot_download
 
-    from cpt.data.readers import _causes, _network_error_types
+    from cpt.hub import is_unreachable
 
     try:
         path = Path(snapshot_download(repo, allow_patterns=["*.json", "*.safetensors"]))
@@ -56,7 +56,7 @@ def _download(repo: str) -> Path:
             path = Path(snapshot_download(repo, allow_patterns=["*.json", "*.bin"]))
         return path
     except Exception as e:
-        if any(isinstance(c, _network_error_types()) for c in _causes(e)):
+        if is_unreachable(e):
             raise UserError(
                 f"model.init={repo}: cannot fetch it from the Hugging Face hub (this machine looks offline: "
                 f"{type(e).__name__}); download it where the hub answers (huggingface-cli download {repo} "

@@ -38,6 +38,7 @@ from pathlib import Path
 from typing import IO, Any, Iterator
 
 from cpt.errors import UserError
+from cpt.hub import is_unreachable
 
 DEFAULT_TEXT_FIELD = "text"
 
@@ -605,45 +606,6 @@ def _hf_records(
         yield _text_of(record, source, f"record {index}", text_field, key)
 
 
-def _network_error_types() -> tuple[type[BaseException], ...]:
-    """Exception types meaning "the hub could not be reached", across hub/datasets versions."""
-    types: list[type[BaseException]] = [ConnectionError, TimeoutError]
-    try:  # raised when offline mode is on, or nothing is cached (FileNotFoundError subclass)
-        from huggingface_hub.errors import LocalEntryNotFoundError, OfflineModeIsEnabled
-
-        types += [LocalEntryNotFoundError, OfflineModeIsEnabled]
-    except ImportError:
-        pass
-    try:  # huggingface_hub >= 1 talks through httpx, whose errors are not OSErrors
-        from huggingface_hub.utils import httpx
-
-        types.append(httpx.TransportError)
-    except (ImportError, AttributeError):
-        pass
-    try:  # older huggingface_hub / fsspec's HTTP filesystem
-        import requests
-
-        types += [requests.exceptions.ConnectionError, requests.exceptions.Timeout]
-    except ImportError:
-        pass
-    try:
-        import aiohttp
-
-        types.append(aiohttp.ClientConnectionError)
-    except ImportError:
-        pass
-    return tuple(types)
-
-
-def _causes(error: BaseException) -> Iterator[BaseException]:
-    seen: set[int] = set()
-    current: BaseException | None = error
-    while current is not None and id(current) not in seen:
-        seen.add(id(current))
-        yield current
-        current = current.__cause__ or (None if current.__suppress_context__ else current.__context__)
-
-
 def _offline_reason(error: BaseException) -> str:
     try:
         from datasets import config
@@ -659,8 +621,7 @@ def _hf_user_error(
     error: Exception, label: str, split: str, key: str, reading: bool = False
 ) -> Exception:
     """The UserError for a failure inside `datasets`, or `error` itself when it is not the user's."""
-    network = _network_error_types()
-    if any(isinstance(e, network) for e in _causes(error)):
+    if is_unreachable(error):
         return UserError(
             f"{key}: cannot load Hugging Face dataset {label}: the hub is unreachable from this "
             f"machine ({_offline_reason(error)}); shift=files shift.upstream=... "
