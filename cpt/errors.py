@@ -20,3 +20,10 @@ class TrainingDiverged(UserError):
     """The loss became NaN or inf: the run stops, its MLflow run is FAILED, nothing is cached."""
 
     exit_code = 3
+
+
+def short_reason(error: BaseException, limit: int = 160) -> str:
+    """The first line of `error`'s message, cut to `limit` characters, for quoting in a UserError."""
+    lines = str(error).strip().splitlines()
+    text = lines[0] if lines else type(error).__name__
+    return text if len(text) <= limit else text[: limit - 3] + "..."

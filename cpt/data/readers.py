@@ -37,7 +37,7 @@ import zlib
 from pathlib import Path
 from typing import IO, Any, Iterator
 
-from cpt.errors import UserError
+from cpt.errors import UserError, short_reason
 from cpt.hub import is_unreachable
 
 DEFAULT_TEXT_FIELD = "text"
@@ -216,14 +216,14 @@ def _read_file(path: Path, fmt: str, comp: str | None, text_field: str, key: str
         raise UserError(f"{key}: {path} is not valid UTF-8 text ({e.reason}); text files must be UTF-8") from e
     except (gzip.BadGzipFile, EOFError, zlib.error) as e:
         raise UserError(
-            f"{key}: {path} is not a valid gzip file ({_short(e)}); a .gz file must be complete gzip data"
+            f"{key}: {path} is not a valid gzip file ({short_reason(e)}); a .gz file must be complete gzip data"
         ) from e
     except zstandard.ZstdError as e:
         raise UserError(
-            f"{key}: {path} is not a valid zstd file ({_short(e)}); a .zst file must be complete zstd data"
+            f"{key}: {path} is not a valid zstd file ({short_reason(e)}); a .zst file must be complete zstd data"
         ) from e
     except OSError as e:
-        raise UserError(f"{key}: {path} cannot be read ({_short(e)})") from e
+        raise UserError(f"{key}: {path} cannot be read ({short_reason(e)})") from e
 
 
 def _open_text(path: Path, comp: str | None) -> IO[str]:
@@ -462,12 +462,6 @@ def _text_of(record: Any, source: Any, where: str, text_field: str, key: str) ->
     return value
 
 
-def _short(error: BaseException, limit: int = 160) -> str:
-    lines = str(error).strip().splitlines()
-    text = lines[0] if lines else type(error).__name__
-    return text if len(text) <= limit else text[: limit - 3] + "..."
-
-
 def _is_string_type(arrow_type: Any) -> bool:
     import pyarrow as pa
 
@@ -485,7 +479,7 @@ def _parquet_docs(path: Path, text_field: str, key: str) -> Iterator[str]:
     import pyarrow.parquet as pq
 
     def corrupt(e: BaseException) -> UserError:
-        return UserError(f"{key}: {path} is not a readable parquet file ({_short(e)})")
+        return UserError(f"{key}: {path} is not a readable parquet file ({short_reason(e)})")
 
     try:
         pf = pq.ParquetFile(path)
@@ -614,7 +608,7 @@ def _offline_reason(error: BaseException) -> str:
             return "offline mode is on: HF_HUB_OFFLINE"
     except ImportError:  # pragma: no cover
         pass
-    return _short(error, limit=100)
+    return short_reason(error, limit=100)
 
 
 def _hf_user_error(
@@ -633,14 +627,14 @@ def _hf_user_error(
 
         if isinstance(error, (OSError, DatasetGenerationError, pa.ArrowException)):
             return UserError(
-                f"{key}: Hugging Face dataset {label} split '{split}' cannot be read ({_short(error)})"
+                f"{key}: Hugging Face dataset {label} split '{split}' cannot be read ({short_reason(error)})"
             )
     if isinstance(error, FileNotFoundError):
         return UserError(
-            f"{key}: Hugging Face dataset {label} was not found ({_short(error)}); give a hub "
+            f"{key}: Hugging Face dataset {label} was not found ({short_reason(error)}); give a hub "
             "dataset id you can access, or a builder ('json', 'parquet', 'text') with existing data files"
         )
     if isinstance(error, ValueError) and not reading:
         # datasets reports a bad split, config name or data_files spec as ValueError.
-        return UserError(f"{key}: cannot load Hugging Face dataset {label} split '{split}': {_short(error)}")
+        return UserError(f"{key}: cannot load Hugging Face dataset {label} split '{split}': {short_reason(error)}")
     return error
