@@ -12,8 +12,8 @@ import pyarrow.parquet as pq
 import pytest
 import zstandard
 
-from cpt.data import readers
-from cpt.data.readers import expand_files, iter_documents, iter_hf_documents
+from cpt.data.readers import files
+from cpt.data.readers.files import expand_files, iter_documents, iter_hf_documents
 from cpt.errors import UserError
 
 KEY = "shift.upstream"
@@ -117,7 +117,7 @@ def test_parquet_large_string_and_dictionary_columns(tmp_path: Path) -> None:
 
 def test_zstd_multi_frame_and_many_chunks(tmp_path: Path, monkeypatch) -> None:
     # The Pile ships concatenated frames; small reads put frame ends inside a read.
-    monkeypatch.setattr(readers, "_READ_BYTES", 97)
+    monkeypatch.setattr(files, "_READ_BYTES", 97)
     docs = [f"document {i} " + "lorem ipsum " * (i % 50) for i in range(3000)]
     frames = [
         zstandard.ZstdCompressor(level=1).compress(_jsonl([{"text": d} for d in docs[i : i + 700]]).encode())
@@ -125,7 +125,7 @@ def test_zstd_multi_frame_and_many_chunks(tmp_path: Path, monkeypatch) -> None:
     ]
     path = tmp_path / "pile.jsonl.zst"
     path.write_bytes(b"".join(frames))
-    assert path.stat().st_size > 20 * readers._READ_BYTES
+    assert path.stat().st_size > 20 * files._READ_BYTES
     assert list(iter_documents(path, "text", KEY)) == docs
 
 
@@ -138,7 +138,7 @@ def test_zstd_streaming_frame_without_content_size(tmp_path: Path) -> None:
 
 
 def test_json_array_elements_across_buffer_refills(tmp_path: Path, monkeypatch) -> None:
-    monkeypatch.setattr(readers, "_JSON_CHUNK_CHARS", 7)
+    monkeypatch.setattr(files, "_JSON_CHUNK_CHARS", 7)
     docs = [f"doc {i} " + "x" * (i * 13) for i in range(40)]
     path = _write(tmp_path / "a.json", json.dumps([{"text": d} for d in docs]))
     assert list(iter_documents(path, "text", KEY)) == docs
@@ -250,7 +250,7 @@ def test_record_without_text_field_lists_its_fields(tmp_path: Path, ext: str) ->
 @pytest.mark.parametrize("chunk", [None, 4])
 def test_array_record_without_text_field(tmp_path: Path, monkeypatch, chunk) -> None:
     if chunk:  # line numbers must survive the window sliding
-        monkeypatch.setattr(readers, "_JSON_CHUNK_CHARS", chunk)
+        monkeypatch.setattr(files, "_JSON_CHUNK_CHARS", chunk)
     records = [{"text": f"doc {i}"} for i in range(30)] + [{"body": "b"}]
     path = _write(tmp_path / "arr.json", json.dumps(records, indent=1))
     with pytest.raises(UserError) as e:
@@ -303,7 +303,7 @@ def test_single_pretty_printed_object_is_rejected(tmp_path: Path) -> None:
 @pytest.mark.parametrize("chunk", [None, 3])
 def test_invalid_json_array(tmp_path: Path, monkeypatch, body: str, line: int, reason: str, chunk) -> None:
     if chunk:
-        monkeypatch.setattr(readers, "_JSON_CHUNK_CHARS", chunk)
+        monkeypatch.setattr(files, "_JSON_CHUNK_CHARS", chunk)
     path = _write(tmp_path / "arr.json.zst", body, "zst")
     with pytest.raises(UserError) as e:
         list(iter_documents(path, "text", KEY))
@@ -496,7 +496,7 @@ def test_module_import_is_light() -> None:
     import subprocess
     import sys
 
-    code = "import sys, cpt.data.readers; print(int('datasets' in sys.modules))"
+    code = "import sys, cpt.data.readers.files; print(int('datasets' in sys.modules))"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
                          env={**os.environ})
     assert out.stdout.strip() == "0"
