@@ -18,10 +18,8 @@ Formats, chosen by file name (case-insensitive):
   is supported).
 
 For JSON and parquet the document is the string in the field `text_field` (default
-``"text"``). Text files are decoded as UTF-8 (a leading BOM is dropped). Documents that are
-empty or whitespace only are skipped, and so is a null text field (it is an empty document, the
-way the hub's own string columns allow nulls); any other non-string value is an error. A file
-that yields no document at all is an error, so a wrong path or field never trains on nothing.
+``"text"``; the record rules are in `records.py`). Text files are decoded as UTF-8 (a leading
+BOM is dropped). A file that yields no document at all is an error.
 """
 
 from __future__ import annotations
@@ -37,10 +35,9 @@ import zlib
 from pathlib import Path
 from typing import IO, Any, Iterator
 
+from cpt.data.readers.records import DEFAULT_TEXT_FIELD, non_empty, text_of
 from cpt.errors import UserError, short_reason
 from cpt.hub import is_unreachable
-
-DEFAULT_TEXT_FIELD = "text"
 
 _TEXT_FORMATS = ("jsonl", "json", "txt")
 _COMPRESSIONS = ("gz", "zst")
@@ -180,20 +177,7 @@ def iter_documents(
     fmt = file_format(path)
     if fmt is None:
         raise UserError(f"{key}: {path} has an unsupported file type; supported: {_SUPPORTED}")
-    return _checked(_read_file(path, fmt[0], fmt[1], text_field, key), f"{path}", key)
-
-
-def _checked(docs: Iterator[str], source: str, key: str) -> Iterator[str]:
-    count = 0
-    for doc in docs:
-        if doc.strip():
-            count += 1
-            yield doc
-    if count == 0:
-        raise UserError(
-            f"{key}: {source} holds no documents (nothing, or only empty texts); "
-            "give a corpus with at least one non-empty document"
-        )
+    return non_empty(_read_file(path, fmt[0], fmt[1], text_field, key), f"{path}", key)
 
 
 def _read_file(path: Path, fmt: str, comp: str | None, text_field: str, key: str) -> Iterator[str]:
@@ -336,7 +320,7 @@ def _jsonl_docs(fh: IO[str], path: Path, fmt: str, text_field: str, key: str) ->
             raise UserError(
                 f"{key}: {path} line {lineno}: invalid JSON ({e.msg} at column {e.colno}); {what}"
             ) from None
-        yield _text_of(record, path, f"line {lineno}", text_field, key)
+        yield text_of(record, path, f"line {lineno}", text_field, key)
 
 
 class _JsonBuffer:
@@ -415,7 +399,7 @@ def _json_array_docs(fh: IO[str], path: Path, text_field: str, key: str) -> Iter
         line = buf.line()
         buf.pos = end
         index += 1
-        yield _text_of(record, path, f"array element {index} (line {line})", text_field, key)
+        yield text_of(record, path, f"array element {index} (line {line})", text_field, key)
         char = buf.peek()
         if char == ",":
             buf.pos += 1
@@ -430,36 +414,6 @@ def _json_array_docs(fh: IO[str], path: Path, text_field: str, key: str) -> Iter
             raise invalid(f"expected ',' or ']' after an element, found {char!r}", buf.line())
     if buf.peek() is not None:
         raise invalid("extra data after the closing ']'", buf.line())
-
-
-_JSON_TYPE_NAMES = {bool: "boolean", int: "number", float: "number", list: "array", dict: "object"}
-
-
-def _json_type(value: Any) -> str:
-    return _JSON_TYPE_NAMES.get(type(value), type(value).__name__)
-
-
-def _text_of(record: Any, source: Any, where: str, text_field: str, key: str) -> str:
-    if not isinstance(record, dict):
-        raise UserError(
-            f"{key}: {source} {where}: the record is a JSON {_json_type(record)}, not an object; "
-            f"each record must be an object with a '{text_field}' string field"
-        )
-    if text_field not in record:
-        fields = ", ".join(repr(k) for k in list(record)[:30]) or "none"
-        raise UserError(
-            f"{key}: {source} {where}: the record has no field '{text_field}' (its fields: {fields}); "
-            "the text field must name the field holding the document text"
-        )
-    value = record[text_field]
-    if value is None:
-        return ""
-    if not isinstance(value, str):
-        raise UserError(
-            f"{key}: {source} {where}: field '{text_field}' is a {_json_type(value)}, not a string; "
-            "the text field must hold the document text as a string"
-        )
-    return value
 
 
 def _is_string_type(arrow_type: Any) -> bool:
@@ -546,7 +500,7 @@ def iter_hf_documents(
             f"(its columns: {columns}); the text field must name the column holding the document text"
         )
     source = f"Hugging Face dataset {label} split '{split}'"
-    return _checked(_hf_records(dataset, source, label, split, text_field, key), source, key)
+    return non_empty(_hf_records(dataset, source, label, split, text_field, key), source, key)
 
 
 def _hf_label(path: str, name: str | None) -> str:
@@ -597,7 +551,7 @@ def _hf_records(
         except Exception as e:
             raise _hf_user_error(e, label, split, key, reading=True) from e
         index += 1
-        yield _text_of(record, source, f"record {index}", text_field, key)
+        yield text_of(record, source, f"record {index}", text_field, key)
 
 
 def _offline_reason(error: BaseException) -> str:
