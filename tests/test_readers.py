@@ -13,7 +13,8 @@ import pytest
 import zstandard
 
 from cpt.data.readers import files
-from cpt.data.readers.files import expand_files, iter_documents, iter_hf_documents
+from cpt.data.readers.files import expand_files, iter_documents
+from cpt.data.readers.hf import iter_hf_documents
 from cpt.errors import UserError
 
 KEY = "shift.upstream"
@@ -496,7 +497,7 @@ def test_module_import_is_light() -> None:
     import subprocess
     import sys
 
-    code = "import sys, cpt.data.readers.files; print(int('datasets' in sys.modules))"
+    code = "import sys, cpt.data.readers.files, cpt.data.readers.hf; print(int('datasets' in sys.modules))"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
                          env={**os.environ})
     assert out.stdout.strip() == "0"

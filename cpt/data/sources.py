@@ -76,7 +76,7 @@ class Unit:
             from cpt.data.readers.files import iter_documents
 
             return iter_documents(a["path"], a["text_field"], self.key)
-        from cpt.data.readers.files import iter_hf_documents
+        from cpt.data.readers.hf import iter_hf_documents
 
         return iter_hf_documents(a["path"], a["name"], a["split"], a["text_field"], self.key,
                                  data_files=a["data_files"], shard=(a["index"], a["count"]))
@@ -104,7 +104,7 @@ def units(source: dict, key: str) -> list[Unit]:
         files = expand_files(s["paths"], f"{key}.paths")
         return [Unit("file", str(p), f"{key}.paths", {"path": str(p), "text_field": str(s["text_field"])})
                 for p in files]
-    from cpt.data.readers.files import hf_num_shards
+    from cpt.data.readers.hf import hf_num_shards
 
     data_files = s["data_files"]
     count = hf_num_shards(s["path"], s["name"], s["split"], key, data_files)
