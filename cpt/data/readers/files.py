@@ -34,6 +34,7 @@ import zlib
 from pathlib import Path
 from typing import IO, Any, Iterator
 
+from cpt.data.readers.parquet import parquet_docs
 from cpt.data.readers.records import DEFAULT_TEXT_FIELD, non_empty, text_of
 from cpt.errors import UserError, short_reason
 
@@ -50,7 +51,6 @@ _READ_BYTES = 1 << 16  # compressed bytes fed to the zstd decoder per step
 _JSON_CHUNK_CHARS = 1 << 20
 # A JSON array element larger than this is taken as a broken file rather than read on to EOF.
 _MAX_JSON_RECORD_CHARS = 1 << 28
-_PARQUET_BATCH_ROWS = 1024
 # `zstd --long=31` archives need a window larger than the library's default limit (2**27).
 _ZSTD_MAX_WINDOW = 1 << 31
 
@@ -180,7 +180,7 @@ def iter_documents(
 
 def _read_file(path: Path, fmt: str, comp: str | None, text_field: str, key: str) -> Iterator[str]:
     if fmt == "parquet":
-        yield from _parquet_docs(path, text_field, key)
+        yield from parquet_docs(path, text_field, key)
         return
     import zstandard
 
@@ -412,49 +412,3 @@ def _json_array_docs(fh: IO[str], path: Path, text_field: str, key: str) -> Iter
             raise invalid(f"expected ',' or ']' after an element, found {char!r}", buf.line())
     if buf.peek() is not None:
         raise invalid("extra data after the closing ']'", buf.line())
-
-
-def _is_string_type(arrow_type: Any) -> bool:
-    import pyarrow as pa
-
-    if pa.types.is_dictionary(arrow_type):
-        arrow_type = arrow_type.value_type
-    return (
-        pa.types.is_string(arrow_type)
-        or pa.types.is_large_string(arrow_type)
-        or getattr(pa.types, "is_string_view", lambda _t: False)(arrow_type)
-    )
-
-
-def _parquet_docs(path: Path, text_field: str, key: str) -> Iterator[str]:
-    import pyarrow as pa
-    import pyarrow.parquet as pq
-
-    def corrupt(e: BaseException) -> UserError:
-        return UserError(f"{key}: {path} is not a readable parquet file ({short_reason(e)})")
-
-    try:
-        pf = pq.ParquetFile(path)
-    except (pa.ArrowException, OSError) as e:
-        raise corrupt(e) from e
-    with pf:
-        schema = pf.schema_arrow
-        if text_field not in schema.names:
-            columns = ", ".join(repr(n) for n in schema.names[:30]) or "none"
-            raise UserError(
-                f"{key}: {path} has no column '{text_field}' (its columns: {columns}); "
-                "the text field must name the column holding the document text"
-            )
-        arrow_type = schema.field(text_field).type
-        if not _is_string_type(arrow_type):
-            raise UserError(
-                f"{key}: {path}: column '{text_field}' has type {arrow_type}, not string; "
-                "the text field must name a string column"
-            )
-        try:
-            for batch in pf.iter_batches(batch_size=_PARQUET_BATCH_ROWS, columns=[text_field]):
-                for value in batch.column(0).to_pylist():
-                    if value is not None:
-                        yield value
-        except (pa.ArrowException, OSError) as e:
-            raise corrupt(e) from e
