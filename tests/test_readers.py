@@ -12,7 +12,7 @@ import pyarrow.parquet as pq
 import pytest
 import zstandard
 
-from cpt.data.readers import files
+from cpt.data.readers import files, json_array
 from cpt.data.readers.files import expand_files, iter_documents
 from cpt.data.readers.hf import iter_hf_documents
 from cpt.errors import UserError
@@ -139,7 +139,7 @@ def test_zstd_streaming_frame_without_content_size(tmp_path: Path) -> None:
 
 
 def test_json_array_elements_across_buffer_refills(tmp_path: Path, monkeypatch) -> None:
-    monkeypatch.setattr(files, "_JSON_CHUNK_CHARS", 7)
+    monkeypatch.setattr(json_array, "_JSON_CHUNK_CHARS", 7)
     docs = [f"doc {i} " + "x" * (i * 13) for i in range(40)]
     path = _write(tmp_path / "a.json", json.dumps([{"text": d} for d in docs]))
     assert list(iter_documents(path, "text", KEY)) == docs
@@ -251,7 +251,7 @@ def test_record_without_text_field_lists_its_fields(tmp_path: Path, ext: str) ->
 @pytest.mark.parametrize("chunk", [None, 4])
 def test_array_record_without_text_field(tmp_path: Path, monkeypatch, chunk) -> None:
     if chunk:  # line numbers must survive the window sliding
-        monkeypatch.setattr(files, "_JSON_CHUNK_CHARS", chunk)
+        monkeypatch.setattr(json_array, "_JSON_CHUNK_CHARS", chunk)
     records = [{"text": f"doc {i}"} for i in range(30)] + [{"body": "b"}]
     path = _write(tmp_path / "arr.json", json.dumps(records, indent=1))
     with pytest.raises(UserError) as e:
@@ -304,7 +304,7 @@ def test_single_pretty_printed_object_is_rejected(tmp_path: Path) -> None:
 @pytest.mark.parametrize("chunk", [None, 3])
 def test_invalid_json_array(tmp_path: Path, monkeypatch, body: str, line: int, reason: str, chunk) -> None:
     if chunk:
-        monkeypatch.setattr(files, "_JSON_CHUNK_CHARS", chunk)
+        monkeypatch.setattr(json_array, "_JSON_CHUNK_CHARS", chunk)
     path = _write(tmp_path / "arr.json.zst", body, "zst")
     with pytest.raises(UserError) as e:
         list(iter_documents(path, "text", KEY))

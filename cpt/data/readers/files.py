@@ -34,6 +34,7 @@ import zlib
 from pathlib import Path
 from typing import IO, Any, Iterator
 
+from cpt.data.readers.json_array import json_array_docs
 from cpt.data.readers.parquet import parquet_docs
 from cpt.data.readers.records import DEFAULT_TEXT_FIELD, non_empty, text_of
 from cpt.errors import UserError, short_reason
@@ -48,13 +49,9 @@ SUPPORTED_SUFFIXES: tuple[str, ...] = (
 _SUPPORTED = ", ".join(SUPPORTED_SUFFIXES)
 
 _READ_BYTES = 1 << 16  # compressed bytes fed to the zstd decoder per step
-_JSON_CHUNK_CHARS = 1 << 20
-# A JSON array element larger than this is taken as a broken file rather than read on to EOF.
-_MAX_JSON_RECORD_CHARS = 1 << 28
 # `zstd --long=31` archives need a window larger than the library's default limit (2**27).
 _ZSTD_MAX_WINDOW = 1 << 31
 
-_JSON_WS = re.compile(r"[ \t\n\r]*")
 _GLOB_CHARS = re.compile(r"[*?[]")
 
 
@@ -193,7 +190,7 @@ def _read_file(path: Path, fmt: str, comp: str | None, text_field: str, key: str
                 yield from _jsonl_docs(fh, path, fmt, text_field, key)
         else:
             with _open_text(path, comp) as fh:
-                yield from _json_array_docs(fh, path, text_field, key)
+                yield from json_array_docs(fh, path, text_field, key)
     except UnicodeDecodeError as e:
         raise UserError(f"{key}: {path} is not valid UTF-8 text ({e.reason}); text files must be UTF-8") from e
     except (gzip.BadGzipFile, EOFError, zlib.error) as e:
@@ -319,96 +316,3 @@ def _jsonl_docs(fh: IO[str], path: Path, fmt: str, text_field: str, key: str) ->
                 f"{key}: {path} line {lineno}: invalid JSON ({e.msg} at column {e.colno}); {what}"
             ) from None
         yield text_of(record, path, f"line {lineno}", text_field, key)
-
-
-class _JsonBuffer:
-    """A sliding window over a text stream for decoding a JSON array one element at a time."""
-
-    def __init__(self, fh: IO[str]):
-        self.fh = fh
-        self.text = ""
-        self.pos = 0
-        self.base = 0  # stream offset of text[0]
-        # Newlines are counted once, up to stream offset `mark`, so line numbers stay linear.
-        self.mark = 0
-        self.mark_lines = 0
-        self.eof = False
-
-    def fill(self, at_least: int = _JSON_CHUNK_CHARS) -> bool:
-        if self.eof:
-            return False
-        chunk = self.fh.read(at_least)
-        if not chunk:
-            self.eof = True
-            return False
-        self.line()  # count the newlines about to leave the window
-        self.base += self.pos
-        self.text = self.text[self.pos :] + chunk
-        self.pos = 0
-        return True
-
-    def peek(self) -> str | None:
-        """Skip whitespace; the next character, or None at the end of the stream."""
-        while True:
-            self.pos = _JSON_WS.match(self.text, self.pos).end()
-            if self.pos < len(self.text):
-                return self.text[self.pos]
-            if not self.fill():
-                return None
-
-    def line(self, at: int | None = None) -> int:
-        """1-based line number of window index `at` (default: the current position)."""
-        at = self.pos if at is None else at
-        marked = self.mark - self.base
-        if at >= marked:
-            self.mark_lines += self.text.count("\n", marked, at)
-            self.mark = self.base + at
-            return self.mark_lines + 1
-        return self.mark_lines - self.text.count("\n", at, marked) + 1
-
-
-def _json_array_docs(fh: IO[str], path: Path, text_field: str, key: str) -> Iterator[str]:
-    decoder = json.JSONDecoder()
-    buf = _JsonBuffer(fh)
-    allowed = "a .json file must hold JSON lines or one JSON array of objects"
-
-    def invalid(reason: str, line: int) -> UserError:
-        return UserError(f"{key}: {path} line {line}: invalid JSON ({reason}); {allowed}")
-
-    buf.peek()
-    buf.pos += 1  # the '[' that chose this reader
-    index = 0
-    char = buf.peek()
-    if char == "]":
-        buf.pos += 1
-    while char != "]":
-        if char is None:
-            raise invalid("the file ends before the array is closed", buf.line())
-        while True:
-            try:
-                record, end = decoder.raw_decode(buf.text, buf.pos)
-                break
-            except json.JSONDecodeError as e:
-                # Most likely the element runs past the window: read more (doubling, so a big
-                # element is not re-parsed many times) unless the stream is done.
-                size = max(_JSON_CHUNK_CHARS, len(buf.text) - buf.pos)
-                if len(buf.text) - buf.pos > _MAX_JSON_RECORD_CHARS or not buf.fill(size):
-                    raise invalid(e.msg, buf.line(e.pos)) from None
-        line = buf.line()
-        buf.pos = end
-        index += 1
-        yield text_of(record, path, f"array element {index} (line {line})", text_field, key)
-        char = buf.peek()
-        if char == ",":
-            buf.pos += 1
-            char = buf.peek()
-            if char == "]":
-                raise invalid("trailing comma before ']'", buf.line())
-        elif char == "]":
-            buf.pos += 1
-        elif char is None:
-            raise invalid("the file ends before the array is closed", buf.line())
-        else:
-            raise invalid(f"expected ',' or ']' after an element, found {char!r}", buf.line())
-    if buf.peek() is not None:
-        raise invalid("extra data after the closing ']'", buf.line())
