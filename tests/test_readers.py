@@ -12,7 +12,7 @@ import pyarrow.parquet as pq
 import pytest
 import zstandard
 
-from cpt.data.readers import files, json_array
+from cpt.data.readers import decompress, json_array
 from cpt.data.readers.files import expand_files, iter_documents
 from cpt.data.readers.hf import iter_hf_documents
 from cpt.errors import UserError
@@ -118,7 +118,7 @@ def test_parquet_large_string_and_dictionary_columns(tmp_path: Path) -> None:
 
 def test_zstd_multi_frame_and_many_chunks(tmp_path: Path, monkeypatch) -> None:
     # The Pile ships concatenated frames; small reads put frame ends inside a read.
-    monkeypatch.setattr(files, "_READ_BYTES", 97)
+    monkeypatch.setattr(decompress, "_READ_BYTES", 97)
     docs = [f"document {i} " + "lorem ipsum " * (i % 50) for i in range(3000)]
     frames = [
         zstandard.ZstdCompressor(level=1).compress(_jsonl([{"text": d} for d in docs[i : i + 700]]).encode())
@@ -126,7 +126,7 @@ def test_zstd_multi_frame_and_many_chunks(tmp_path: Path, monkeypatch) -> None:
     ]
     path = tmp_path / "pile.jsonl.zst"
     path.write_bytes(b"".join(frames))
-    assert path.stat().st_size > 20 * files._READ_BYTES
+    assert path.stat().st_size > 20 * decompress._READ_BYTES
     assert list(iter_documents(path, "text", KEY)) == docs
 
 

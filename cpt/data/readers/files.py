@@ -26,14 +26,14 @@ from __future__ import annotations
 
 import glob
 import gzip
-import io
 import json
 import os
 import re
 import zlib
 from pathlib import Path
-from typing import IO, Any, Iterator
+from typing import IO, Iterator
 
+from cpt.data.readers.decompress import open_text
 from cpt.data.readers.json_array import json_array_docs
 from cpt.data.readers.parquet import parquet_docs
 from cpt.data.readers.records import DEFAULT_TEXT_FIELD, non_empty, text_of
@@ -48,9 +48,7 @@ SUPPORTED_SUFFIXES: tuple[str, ...] = (
 )
 _SUPPORTED = ", ".join(SUPPORTED_SUFFIXES)
 
-_READ_BYTES = 1 << 16  # compressed bytes fed to the zstd decoder per step
-# `zstd --long=31` archives need a window larger than the library's default limit (2**27).
-_ZSTD_MAX_WINDOW = 1 << 31
+_SNIFF_CHARS = 1 << 16  # characters read per step while looking for the first non-blank one
 
 _GLOB_CHARS = re.compile(r"[*?[]")
 
@@ -183,13 +181,13 @@ def _read_file(path: Path, fmt: str, comp: str | None, text_field: str, key: str
 
     try:
         if fmt == "txt":
-            with _open_text(path, comp) as fh:
+            with open_text(path, comp) as fh:
                 yield from _txt_docs(fh)
         elif fmt == "jsonl" or _first_char(path, comp) != "[":
-            with _open_text(path, comp) as fh:
+            with open_text(path, comp) as fh:
                 yield from _jsonl_docs(fh, path, fmt, text_field, key)
         else:
-            with _open_text(path, comp) as fh:
+            with open_text(path, comp) as fh:
                 yield from json_array_docs(fh, path, text_field, key)
     except UnicodeDecodeError as e:
         raise UserError(f"{key}: {path} is not valid UTF-8 text ({e.reason}); text files must be UTF-8") from e
@@ -205,86 +203,16 @@ def _read_file(path: Path, fmt: str, comp: str | None, text_field: str, key: str
         raise UserError(f"{key}: {path} cannot be read ({short_reason(e)})") from e
 
 
-def _open_text(path: Path, comp: str | None) -> IO[str]:
-    binary: IO[bytes]
-    if comp == "gz":
-        binary = gzip.open(path, "rb")
-    elif comp == "zst":
-        binary = io.BufferedReader(_ZstdRaw(open(path, "rb")), buffer_size=_READ_BYTES)
-    else:
-        binary = open(path, "rb")
-    # utf-8-sig drops a BOM some editors write; universal newlines make \r\n files read alike.
-    return io.TextIOWrapper(binary, encoding="utf-8-sig", newline=None)
-
-
 def _first_char(path: Path, comp: str | None) -> str:
     """First non-whitespace character, or '' for a blank file."""
-    with _open_text(path, comp) as fh:
+    with open_text(path, comp) as fh:
         while True:
-            chunk = fh.read(_READ_BYTES)
+            chunk = fh.read(_SNIFF_CHARS)
             if not chunk:
                 return ""
             stripped = chunk.lstrip()
             if stripped:
                 return stripped[0]
-
-
-class _ZstdRaw(io.RawIOBase):
-    """Streaming zstd decoder that, unlike `stream_reader`, notices a truncated last frame.
-
-    One decompressobj per frame: the Pile's archives are several concatenated frames.
-    """
-
-    def __init__(self, fh: IO[bytes]):
-        import zstandard
-
-        self._fh = fh
-        self._dctx = zstandard.ZstdDecompressor(max_window_size=_ZSTD_MAX_WINDOW)
-        self._dobj: Any = None
-        self._pending = b""
-        self._offset = 0
-        self._eof = False
-
-    def readable(self) -> bool:
-        return True
-
-    def readinto(self, buffer: Any) -> int:
-        while self._offset >= len(self._pending):
-            if self._eof:
-                return 0
-            self._decode_more()
-        n = min(len(buffer), len(self._pending) - self._offset)
-        buffer[:n] = self._pending[self._offset : self._offset + n]
-        self._offset += n
-        return n
-
-    def _decode_more(self) -> None:
-        import zstandard
-
-        data = self._fh.read(_READ_BYTES)
-        if not data:
-            self._eof = True
-            if self._dobj is not None:
-                raise zstandard.ZstdError("the data ends inside a frame (truncated file)")
-            self._pending, self._offset = b"", 0
-            return
-        out = []
-        while data:
-            if self._dobj is None:
-                self._dobj = self._dctx.decompressobj()
-            out.append(self._dobj.decompress(data))
-            if self._dobj.eof:
-                data = self._dobj.unused_data
-                self._dobj = None
-            else:
-                data = b""
-        self._pending, self._offset = b"".join(out), 0
-
-    def close(self) -> None:
-        try:
-            self._fh.close()
-        finally:
-            super().close()
 
 
 def _txt_docs(fh: IO[str]) -> Iterator[str]:
