@@ -56,7 +56,7 @@ def main() -> None:
     from tokenizers import Tokenizer
 
     from cpt.data.build import build_shard
-    from cpt.data.readers.files import expand_files
+    from cpt.data.readers.file_list import expand_files
     from cpt.data.sources import units
     from cpt.data.tokenizer import eos_id, fingerprint, train_bpe
 

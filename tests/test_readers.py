@@ -13,7 +13,8 @@ import pytest
 import zstandard
 
 from cpt.data.readers import decompress, json_array
-from cpt.data.readers.files import expand_files, iter_documents
+from cpt.data.readers.file_list import expand_files
+from cpt.data.readers.files import iter_documents
 from cpt.data.readers.hf import iter_hf_documents
 from cpt.errors import UserError
 

@@ -99,7 +99,7 @@ def units(source: dict, key: str) -> list[Unit]:
                 "split": int(s["split"])}
         return [Unit("synthetic", f"synthetic {s['language']} split {s['split']}", key, args)]
     if kind == "files":
-        from cpt.data.readers.files import expand_files
+        from cpt.data.readers.file_list import expand_files
 
         files = expand_files(s["paths"], f"{key}.paths")
         return [Unit("file", str(p), f"{key}.paths", {"path": str(p), "text_field": str(s["text_field"])})
