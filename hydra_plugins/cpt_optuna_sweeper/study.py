@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import time
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +18,7 @@ from cpt.errors import UserError
 from .search_space import SearchSpace
 
 _DIRECTIONS = ("minimize", "maximize")
+_CREATE_TRIES = 5  # create_study attempts while other sweeps create the same new database
 
 
 def parse_directions(direction: Any) -> list[str]:
@@ -60,23 +62,29 @@ def open_study(
 
     Loading is what lets a re-run of the same command add trials to a study.
     """
-    _make_sqlite_parent(storage)
-    try:
-        study = optuna.create_study(
-            study_name=study_name,
-            storage=storage,
-            sampler=sampler,
-            directions=directions,
-            load_if_exists=True,
-        )
-    except ImportError as e:  # SQLAlchemy found no driver for the URL's database
-        raise _storage_error(storage, f"no driver for this database: {e.__cause__ or e}") from None
-    except Exception as e:
-        from sqlalchemy.exc import SQLAlchemyError
+    from sqlalchemy.exc import IntegrityError, ProgrammingError, SQLAlchemyError
 
-        if not isinstance(e, SQLAlchemyError):
-            raise
-        raise _storage_error(storage, str(e).splitlines()[0][:200]) from None
+    _make_sqlite_parent(storage)
+    for attempt in range(_CREATE_TRIES):
+        try:
+            study = optuna.create_study(
+                study_name=study_name,
+                storage=storage,
+                sampler=sampler,
+                directions=directions,
+                load_if_exists=True,
+            )
+            break
+        except ImportError as e:  # SQLAlchemy found no driver for the URL's database
+            raise _storage_error(storage, f"no driver for this database: {e.__cause__ or e}") from None
+        except SQLAlchemyError as e:
+            # Sweeps that start at once on a new database (one per node) race to create Optuna's
+            # tables and version row: the loser gets a duplicate-key or "already exists" error;
+            # on the next try the tables are there (PostgreSQL: seen in tests/test_optuna_storage.py).
+            if isinstance(e, (IntegrityError, ProgrammingError)) and attempt + 1 < _CREATE_TRIES:
+                time.sleep(0.2 * (attempt + 1))
+                continue
+            raise _storage_error(storage, str(e).splitlines()[0][:200]) from None
     stored = [d.name.lower() for d in study.directions]
     # Optuna silently keeps the stored directions, which would mis-rank every new trial.
     if stored != directions:
