@@ -173,8 +173,8 @@ def test_cli_help_does_not_import_lightning_or_torch():
 
 
 @pytest.mark.slow
-def test_activation_checkpointing_keeps_the_losses(out):
-    """Recomputing activations in backward changes memory, not arithmetic."""
+def _four_step_losses(out, option: str) -> dict[bool, list[float]]:
+    """train/loss of 4 steps of stage 0 with trainer.<option> off and on, from the same weights."""
     import dataclasses
 
     import torch
@@ -188,12 +188,29 @@ def test_activation_checkpointing_keeps_the_losses(out):
     data = prepare(cfg)
     stage = dataclasses.replace(build_plan(cfg)[0], steps=4, tokens=4 * 512)
     losses = {}
-    for checkpointing in (False, True):
-        cfg.trainer.activation_checkpointing = checkpointing
+    for on in (False, True):
+        setattr(cfg.trainer, option, on)
         torch.manual_seed(0)
         model = build_model(cfg.model, cfg.model.padded_vocab(data.vocab_size))
-        got = losses[checkpointing] = []
+        got = losses[on] = []
         train_stage(cfg, stage, model, data, lambda m, _: got.append(m["train/loss"]) if "train/loss" in m else None,
                     0, "test")
         assert not model.is_gradient_checkpointing  # switched off again for whoever uses the model next
-    assert len(losses[True]) == 4 and losses[True] == pytest.approx(losses[False], rel=1e-6)
+        if option == "compile":  # nn.Module.compile() in place: the body's calls go through the compiled one
+            assert (model.base_model._compiled_call_impl is not None) == on
+    assert len(losses[True]) == 4
+    return losses
+
+
+def test_activation_checkpointing_keeps_the_losses(out):
+    """Recomputing activations in backward changes memory, not arithmetic."""
+    losses = _four_step_losses(out, "activation_checkpointing")
+    assert losses[True] == pytest.approx(losses[False], rel=1e-6)
+
+
+@pytest.mark.slow
+def test_compile_keeps_the_losses(out):
+    """trainer.compile compiles the model's body (the fused loss calls body and output layer
+    apart, cpt/loss.py); inductor's fused kernels round differently, hence 1e-4."""
+    losses = _four_step_losses(out, "compile")
+    assert losses[True] == pytest.approx(losses[False], rel=1e-4)
