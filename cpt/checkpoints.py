@@ -18,7 +18,7 @@ import math
 import re
 from pathlib import Path
 
-from cpt.errors import UserError
+from cpt.errors import UserError, short_reason
 from cpt.model import ModelSpec
 
 _HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
@@ -108,7 +108,7 @@ def checkpoint_config(spec: ModelSpec, init: str, path: Path):
         c = AutoConfig.from_pretrained(path)
     except Exception as e:
         raise UserError(f"model.init={init}: {path / 'config.json'} is not a readable model config "
-                        f"({str(e).splitlines()[0][:100] if str(e) else type(e).__name__})") from None
+                        f"({short_reason(e, limit=100)})") from None
     if c.model_type != "gpt_neox":
         raise UserError(f"model.init={init}: a {c.model_type} checkpoint; allowed: GPT-NeoX / Pythia "
                         "checkpoints (config.json model_type gpt_neox)")
@@ -159,7 +159,7 @@ def load_init_weights(spec: ModelSpec) -> dict:
         model = GPTNeoXForCausalLM.from_pretrained(path, dtype=torch.float32)
     except (OSError, ValueError, RuntimeError) as e:
         raise UserError(f"model.init={spec.init}: its weights cannot be loaded from {path} "
-                        f"({str(e).splitlines()[0][:120] if str(e) else type(e).__name__})") from None
+                        f"({short_reason(e, limit=120)})") from None
     return model.state_dict()
 
 

@@ -6,7 +6,7 @@ import argparse
 import importlib
 import sys
 
-from cpt.errors import UserError
+from cpt.errors import UserError, report
 
 
 def build_parser(argv: list[str]) -> tuple[argparse.ArgumentParser, dict]:
@@ -36,8 +36,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return modules[args.command].main(args) or 0
     except UserError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return e.exit_code
+        return report(e)
 
 
 if __name__ == "__main__":

@@ -6,7 +6,7 @@ import math
 import sys
 from pathlib import Path
 
-from cpt.errors import UserError
+from cpt.errors import UserError, report
 
 
 def _silence_in_job_processes() -> None:
@@ -38,8 +38,7 @@ def main_guard(main, conf_dir: Path, argv: list[str]) -> None:
         check_group_choices([a for a in argv if not a.startswith("-")], conf_dir)
         main()
     except UserError as e:
-        print(f"error: {e}", file=sys.stderr)
-        sys.exit(e.exit_code)
+        sys.exit(report(e))
 
 
 def task(cfg):
@@ -85,8 +84,7 @@ def task(cfg):
             print(summary(run_cfg, result))
         return result.objective(run_cfg.objective)
     except UserError as e:
-        print(f"error: {e}", file=sys.stderr)
-        sys.exit(e.exit_code)
+        sys.exit(report(e))
 
 
 def _silent(*_):

@@ -22,6 +22,14 @@ class TrainingDiverged(UserError):
     exit_code = 3
 
 
+def report(error: UserError) -> int:
+    """Print `error` as the one line the entry points show; returns the exit status to use."""
+    import sys
+
+    print(f"error: {error}", file=sys.stderr)
+    return error.exit_code
+
+
 def short_reason(error: BaseException, limit: int = 160) -> str:
     """The first line of `error`'s message, cut to `limit` characters, for quoting in a UserError."""
     lines = str(error).strip().splitlines()

@@ -26,7 +26,7 @@ import uuid
 from pathlib import Path
 
 from cpt import faults
-from cpt.errors import UserError
+from cpt.errors import UserError, short_reason
 from cpt.storage import atomic_dir, write_atomic
 
 FORMAT = 1
@@ -78,7 +78,7 @@ def torch_load(path: Path, what: str) -> dict:
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except (pickle.UnpicklingError, RuntimeError, EOFError, ValueError, OSError) as e:
-        reason = str(e).splitlines()[0][:120] if str(e) else type(e).__name__
+        reason = short_reason(e, limit=120)
         raise UserError(f"{path}: {what} is corrupt or not a weights-only torch file ({reason}); "
                         "delete its directory to start over") from None
 

@@ -13,7 +13,7 @@ from omegaconf import DictConfig, ListConfig, OmegaConf
 from optuna.distributions import BaseDistribution, check_distribution_compatibility
 from optuna.trial import FrozenTrial, Trial, TrialState
 
-from cpt.errors import UserError
+from cpt.errors import UserError, short_reason
 
 from .search_space import SearchSpace
 
@@ -84,7 +84,7 @@ def open_study(
             if isinstance(e, (IntegrityError, ProgrammingError)) and attempt + 1 < _CREATE_TRIES:
                 time.sleep(0.2 * (attempt + 1))
                 continue
-            raise _storage_error(storage, str(e).splitlines()[0][:200]) from None
+            raise _storage_error(storage, short_reason(e, limit=200)) from None
     stored = [d.name.lower() for d in study.directions]
     # Optuna silently keeps the stored directions, which would mis-rank every new trial.
     if stored != directions:

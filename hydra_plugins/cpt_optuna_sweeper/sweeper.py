@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 import math
-import sys
 from pathlib import Path
 from typing import Any, List, Optional, Sequence, Tuple
 
@@ -18,7 +17,7 @@ from hydra.types import HydraContext, TaskFunction
 from omegaconf import DictConfig, ListConfig, OmegaConf
 from optuna.trial import FrozenTrial, Trial, TrialState
 
-from cpt.errors import UserError
+from cpt.errors import UserError, report
 
 from . import STUDY_ENV_VAR, TRIAL_ENV_VAR
 from . import config as _config  # noqa: F401  (registers the configs with Hydra)
@@ -84,8 +83,7 @@ class OptunaSweeper(Sweeper):
                 directions=self.directions,
             )
         except UserError as e:  # Hydra would print it with a traceback: one line, as run.py does
-            print(f"error: {e}", file=sys.stderr)
-            raise SystemExit(e.exit_code) from None
+            raise SystemExit(report(e)) from None
         check_compatible(study, space.distributions)
         sweep_dir = Path(self.config.hydra.sweep.dir)
         sweep_dir.mkdir(parents=True, exist_ok=True)
