@@ -11,7 +11,7 @@ from pathlib import Path
 import hydra
 from omegaconf import DictConfig
 
-from cpt.cli_run import main_guard, task
+from cpt.cli.task import main_guard, task
 
 CONF = Path(__file__).parent / "conf"
 

@@ -12,7 +12,7 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # as run.py sets it (cpt/cli_run.py), before torch loads
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # as run.py sets it (cpt/cli/task.py), before torch loads
 sys.path.insert(0, str(ROOT))  # this checkout's cpt, not an installed one
 
 

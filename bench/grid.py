@@ -31,7 +31,7 @@ def main():
     budget = [f"shift.datasets.{i}.tokens={args.steps * 2048}" for i in (0, 1)]
     root = scratch("grid")
     seed = root / "seed"  # prepared data to copy: not part of either timing
-    from cpt.compose import compose_run_config
+    from cpt.cli.compose import compose_run_config
     from cpt.data.prepare import prepare
 
     prepare(compose_run_config([*budget, f"paths.output_dir={seed}"]))

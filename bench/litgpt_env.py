@@ -1,7 +1,7 @@
 """bench/.venv-litgpt: litgpt in its own environment (it pins huggingface-hub < 1.4 and, through
 its extras, transformers < 4.57, which cpt's environment does not satisfy).
 
-The recipe of ../shared STACK.md: torch 2.13.0 (the CPU build) first, then litgpt with torch
+The recipe of docs/stack.md: torch 2.13.0 (the CPU build) first, then litgpt with torch
 held at 2.13.0 by a constraints file (else pip swaps in a CUDA build through torchvision), then
 torchvision removed (its wheel links libtorch_cuda). Idempotent: an existing venv is reused.
 """

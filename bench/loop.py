@@ -1,9 +1,9 @@
 """Benchmark 1: cpt's training loop against a bare PyTorch loop of the same model, batch and data.
 
-cpt's side is `cpt.train.train_stage` as a run uses it: a Lightning Trainer, cpt's metrics
+cpt's side is `cpt.train.trainer.train_stage` as a run uses it: a Lightning Trainer, cpt's metrics
 callback and progress bar, metrics sent to a real MLflow SQLite store. The bare side is the
 loop one would write by hand: the same model (same initial weights), the same sequences in the
-same order, the same loss function (cpt/loss.py), AdamW + LambdaLR + gradient clipping at 1.0,
+same order, the same loss function (cpt/train/loss.py), AdamW + LambdaLR + gradient clipping at 1.0,
 and nothing else: the ratio is the cost of the framework around the step. Both are timed over
 the same window: from the end of optimizer step 0 to the end of step `--steps` (evaluation at
 the stage's start and end lies outside it). Prints tokens/s of each pair and the median ratio.
@@ -23,17 +23,17 @@ from _common import machine, median_ratio, pairs, scratch
 
 import torch
 
-from cpt.compose import compose
-from cpt.config import parse
+from cpt.cli.compose import compose
+from cpt.config.schema import parse
 from cpt.data.prepare import prepare
-from cpt.lit_module import BETAS, EPS, WEIGHT_DECAY
-from cpt.loss import causal_lm_loss
-from cpt.model import build_model
-from cpt.plan import build_plan
-from cpt.scale import layout
-from cpt.schedules import lr_at
-from cpt.tracking import Tracker
-from cpt.train import stage_sequences, train_stage
+from cpt.train.module import BETAS, EPS, WEIGHT_DECAY
+from cpt.train.loss import causal_lm_loss
+from cpt.model.spec import build_model
+from cpt.plan.stages import build_plan
+from cpt.dist.strategy import layout
+from cpt.plan.schedules import lr_at
+from cpt.store.tracking import Tracker
+from cpt.train.trainer import stage_sequences, train_stage
 
 
 def setup(overrides: list[str], steps: int):

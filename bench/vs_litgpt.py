@@ -5,7 +5,7 @@ Model: pythia-14m (6 layers, d 128, 4 heads, rotary on 25%, parallel residual, 5
 rows), sequences of 512, batch 8 x 512 = 4,096 tokens a step, fp32, one CPU process each.
 Data: D0 of the default shift; litgpt reads it as text files tokenised with cpt's BPE (exported
 as a Hugging Face tokenizer folder), so both see the same tokens and the same embedding size.
-litgpt always compiles its model; cpt runs eager (on CPU compiling is no faster, STACK.md) unless
+litgpt always compiles its model; cpt runs eager (on CPU compiling is no faster, docs/stack.md) unless
 `--compile`. Throughput on both sides: tokens over the last 4 optimizer steps of a run of
 `--steps`, wall clock, everything in the loop included (litgpt: its metrics.csv `time` and
 `tokens` columns, logged after every step; cpt: the times its per-step logs arrive).
@@ -80,7 +80,7 @@ def litgpt_run(out, tok_dir, text_dir, steps: int, count=[0]) -> float:
 def cpt_run(cfg, data, stage) -> float:
     from loop import fresh_model
 
-    from cpt.train import train_stage
+    from cpt.train.trainer import train_stage
 
     stamps = {}
 
@@ -103,9 +103,9 @@ def main():
     args = ap.parse_args()
     litgpt_env.ensure()
 
-    from cpt.compose import compose_run_config
+    from cpt.cli.compose import compose_run_config
     from cpt.data.prepare import prepare
-    from cpt.plan import build_plan
+    from cpt.plan.stages import build_plan
 
     out = scratch("litgpt")
     cfg = compose_run_config(CPT + [f"paths.output_dir={out}", f"trainer.compile={str(args.compile).lower()}"])

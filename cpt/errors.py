@@ -16,6 +16,12 @@ class UserError(Exception):
         super().__init__(" ".join(str(message).split()))  # always one line
 
 
+def check(ok: bool, key: str, value, allowed: str) -> None:
+    """The config checks' one rule: unless `ok`, raise `key=value: allowed <allowed>`."""
+    if not ok:
+        raise UserError(f"{key}={value}: allowed {allowed}")
+
+
 class TrainingDiverged(UserError):
     """The loss became NaN or inf: the run stops, its MLflow run is FAILED, nothing is cached."""
 

@@ -1,7 +1,7 @@
 """Is a failure "the Hugging Face hub cannot be reached"?
 
 Both hub users, streamed datasets (`cpt/data/readers/hf.py`) and `model.init` downloads
-(`cpt/checkpoints.py`), turn an unreachable hub into one UserError line pointing at local
+(`cpt/model/hf.py`), turn an unreachable hub into one UserError line pointing at local
 copies; every other failure keeps its own message. The libraries wrap the network error, so
 the whole cause chain is searched.
 """

@@ -36,14 +36,14 @@ TINY = [
 
 def compose(overrides: list[str], output_dir: Path | None = None):
     """The composed DictConfig of `python run.py <overrides>` (with hydra settings)."""
-    from cpt.compose import compose as compose_config
+    from cpt.cli.compose import compose as compose_config
 
     extra = [f"paths.output_dir={output_dir}"] if output_dir else []
     return compose_config(overrides + extra)
 
 
 def parse(overrides: list[str], output_dir: Path | None = None):
-    from cpt.config import parse as parse_cfg
+    from cpt.config.schema import parse as parse_cfg
 
     return parse_cfg(compose(overrides, output_dir))
 

@@ -1,7 +1,7 @@
 """Bad input across config, data and checkpoints: one line naming the problem and what is
 allowed, a non-zero exit code, and nothing left that a later run could take for a result.
 
-Each case runs the real run in this process (compose → validate → cpt.experiment.run), as the
+Each case runs the real run in this process (compose → validate → cpt.run.experiment.run), as the
 CLI does; the CLI prints the same UserError as one line and exits with its exit_code
 (tests/test_config.py checks that path on real subprocesses). All cases share one MLflow store
 (creating one costs seconds) and each has its own output directory.
@@ -16,14 +16,14 @@ import socket
 import pytest
 import torch
 
-from cpt.cache import PrefixCache
-from cpt.stage_checkpoints import StageCheckpoints
-from cpt.config import check_group_choices
+from cpt.store.prefix_cache import PrefixCache
+from cpt.store.stage_checkpoints import StageCheckpoints
+from cpt.config.schema import check_group_choices
 from cpt.data.prepare import prepare, shard_path
 from cpt.errors import UserError
-from cpt.identity import prefix_key
-from cpt.model import build_model
-from cpt.plan import build_plan
+from cpt.plan.identity import prefix_key
+from cpt.model.spec import build_model
+from cpt.plan.stages import build_plan
 
 from conftest import CONF, TINY, parse
 from test_end_to_end import run_tiny

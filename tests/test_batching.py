@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from cpt.batching import RankSampler, batch_layout, rank_indices
+from cpt.plan.batching import RankSampler, batch_layout, rank_indices
 from cpt.errors import UserError
 
 from conftest import parse
@@ -63,9 +63,9 @@ def test_trainer_keys_are_checked_at_compose_time(overrides, message):
 
 
 def test_fsdp_on_cpu_processes_gets_the_cpu_strategy():
-    """Lightning refuses FSDP without a GPU; cpt's subclass runs it over gloo (cpt/fsdp_cpu.py,
+    """Lightning refuses FSDP without a GPU; cpt's subclass runs it over gloo (cpt/dist/fsdp_cpu.py,
     trained and resumed for real in tests/test_distributed_resume.py)."""
-    from cpt.scale import build_strategy
+    from cpt.dist.strategy import build_strategy
 
     t = parse(["trainer=fsdp", "trainer.accelerator=cpu", "trainer.precision=32-true", "trainer.devices=2"]).trainer
     assert type(build_strategy(t)).__name__ == "CPUFSDPStrategy"

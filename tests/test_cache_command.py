@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import torch
 
-from cpt.cache import PrefixCache
-from cpt.stage_checkpoints import StageCheckpoints
-from cpt.cli import main
+from cpt.store.prefix_cache import PrefixCache
+from cpt.store.stage_checkpoints import StageCheckpoints
+from cpt.cli.main import main
 
 
 def _populate(root):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from cpt.config import GROUPS
+from cpt.config.schema import GROUPS
 from cpt.errors import UserError
 
 from conftest import CONF, parse, run_cli

@@ -26,7 +26,7 @@ import pytest
 import torch
 
 from cpt.faults import ENV
-from cpt.stage_checkpoints import STATE
+from cpt.store.stage_checkpoints import STATE
 
 from conftest import ROOT, TINY
 from test_end_to_end import client, runs_of_kind
@@ -92,7 +92,7 @@ def assert_counts(state, why):
 def assert_full_state(state, cfg, why):
     """Whole tensors in the plain formats (weights by name, AdamW moments by position), not FSDP's
     flattened shards of one rank."""
-    from cpt.model import build_model
+    from cpt.model.spec import build_model
 
     plain = build_model(cfg.model, state["model"]["gpt_neox.embed_in.weight"].shape[0])
     assert {k: tuple(v.shape) for k, v in state["model"].items()} == \

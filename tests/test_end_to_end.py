@@ -6,10 +6,10 @@ import pytest
 from mlflow.tracking import MlflowClient
 from omegaconf import OmegaConf
 
-from cpt.config import parse as parse_cfg
-from cpt.experiment import RunContext, run
-from cpt.schedules import lr_at
-from cpt.tracking import flatten
+from cpt.config.schema import parse as parse_cfg
+from cpt.run.experiment import RunContext, run
+from cpt.plan.schedules import lr_at
+from cpt.store.tracking import flatten
 
 from conftest import TINY, TINY_STEPS, compose, run_cli
 
@@ -84,7 +84,7 @@ def test_logged_lr_is_the_schedule_at_every_step(two_runs):
     offset = TINY_STEPS * 512  # the continual stage starts where stage 0 ended, in tokens
     hist = client(out).get_metric_history(first.run_id, "train/lr")
     got = {h.step: h.value for h in hist}
-    from cpt.plan import build_plan
+    from cpt.plan.stages import build_plan
 
     stage = build_plan(cfg)[1]
     assert sorted(got) == [offset + s * 512 for s in range(TINY_STEPS)]

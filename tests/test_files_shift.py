@@ -266,7 +266,7 @@ def test_hub_unreachable_is_one_line_naming_shift_files(monkeypatch, tmp_path):
 
 
 def test_prepare_command_prints_the_shards(corpora, tmp_path, capsys):
-    from cpt.cli import main
+    from cpt.cli.main import main
 
     rc = main(["prepare", "--workers", "1", *SMALL, "shift=files", f"shift.upstream={corpora['root']}/en",
                f"shift.downstream={corpora['root']}/de", f"paths.output_dir={tmp_path}"])

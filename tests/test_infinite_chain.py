@@ -11,10 +11,10 @@ from __future__ import annotations
 import pytest
 import torch
 
-from cpt.cache import PrefixCache
-from cpt.identity import prefix_key
-from cpt.plan import build_plan
-from cpt.schedules import lr_at
+from cpt.store.prefix_cache import PrefixCache
+from cpt.plan.identity import prefix_key
+from cpt.plan.stages import build_plan
+from cpt.plan.schedules import lr_at
 
 from conftest import CONF, TINY_STEPS
 from test_end_to_end import client, run_tiny, runs_of_kind

@@ -1,4 +1,4 @@
-"""cpt/loss.py: the chunked output-layer + cross-entropy equals the plain logits loss."""
+"""cpt/train/loss.py: the chunked output-layer + cross-entropy equals the plain logits loss."""
 
 from __future__ import annotations
 
@@ -6,9 +6,9 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from cpt import loss as loss_mod
-from cpt.loss import causal_lm_loss
-from cpt.model import ModelSpec, build_model
+from cpt.train import loss as loss_mod
+from cpt.train.loss import causal_lm_loss
+from cpt.model.spec import ModelSpec, build_model
 
 SPEC = ModelSpec(name="t", n_layer=2, d_model=32, n_head=2, seq_len=16)
 VOCAB = 384
@@ -65,7 +65,7 @@ def test_unfused_and_autocast_take_the_plain_path(model_and_tokens):
 
 def test_evaluation_splits_batches_over_ranks(model_and_tokens):
     """Under DDP rank r evaluates batches r, r + world, …; the summed shares give the one-process loss."""
-    from cpt.lit_module import evaluate
+    from cpt.train.module import evaluate
 
     model, _ = model_and_tokens
     windows = torch.randint(0, VOCAB, (5, SPEC.seq_len + 1))

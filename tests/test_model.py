@@ -3,7 +3,7 @@
 import pytest
 import yaml
 
-from cpt.model import ModelSpec, build_model, flops_per_token, n_params
+from cpt.model.spec import ModelSpec, build_model, flops_per_token, n_params
 
 from conftest import CONF
 

@@ -20,7 +20,7 @@ from optuna.distributions import CategoricalDistribution, FloatDistribution, Int
 from optuna.trial import TrialState
 
 import hydra_plugins.cpt_optuna_sweeper as plugin
-from cpt import optuna_trial
+from cpt.sweep import optuna_trial
 from hydra_plugins.cpt_optuna_sweeper.search_space import build_search_space, quoted
 from hydra_plugins.cpt_optuna_sweeper.study import parse_directions
 

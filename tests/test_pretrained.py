@@ -21,7 +21,7 @@ def save_tiny_neox(path: Path, seed: int = 123, **changes) -> Path:
 
     import torch
 
-    from cpt.model import ModelSpec, build_model
+    from cpt.model.spec import ModelSpec, build_model
 
     spec = ModelSpec("tiny", n_layer=2, d_model=64, n_head=4, seq_len=128, vocab_multiple=64)
     vocab = changes.pop("vocab", 1024)
@@ -32,8 +32,8 @@ def save_tiny_neox(path: Path, seed: int = 123, **changes) -> Path:
 
 
 def test_model_init_enters_the_prefix_identity(tmp_path):
-    from cpt.identity import prefix_key
-    from cpt.plan import build_plan
+    from cpt.plan.identity import prefix_key
+    from cpt.plan.stages import build_plan
 
     ckpt = save_tiny_neox(tmp_path / "ckpt")
     plain = parse(TINY)
@@ -54,8 +54,8 @@ def test_model_init_is_stage_0_and_the_export_loads_back(out, tmp_path):
     from transformers import AutoModelForCausalLM, AutoTokenizer, GPTNeoXForCausalLM
 
     from cpt.data.prepare import prepare
-    from cpt.lit_module import evaluate
-    from cpt.train import val_loaders
+    from cpt.train.module import evaluate
+    from cpt.train.trainer import val_loaders
     from test_end_to_end import client, run_tiny, runs_of_kind
 
     ckpt = save_tiny_neox(tmp_path / "ckpt")

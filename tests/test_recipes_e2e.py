@@ -10,9 +10,9 @@ import pytest
 
 from cpt.data.mixture import assign
 from cpt.data.prepare import prepare
-from cpt.model import build_model
-from cpt.plan import build_plan
-from cpt.train import train_stage
+from cpt.model.spec import build_model
+from cpt.plan.stages import build_plan
+from cpt.train.trainer import train_stage
 
 from conftest import TINY, TINY_STEPS, _tiny_budgets, parse
 from test_end_to_end import client, run_tiny, runs_of_kind
@@ -79,7 +79,7 @@ def test_stage0_is_trained_once_and_is_every_baselines_reference(runs):
         assert client(out).get_run(r[name].run_id).data.tags["cpt.reference_key"] == s0.data.tags["cpt.prefix_key"]
     d0_end = history(out, s0.info.run_id, "val/syn-en-a/loss")[-1].value
     d1_s0 = history(out, s0.info.run_id, "val/syn-en-b/loss")[-1].value
-    for name in ("cpt", "union", "scratch", "upstream-only"):  # DESIGN.md / 2403.08763, two datasets
+    for name in ("cpt", "union", "scratch", "upstream-only"):  # docs/metrics.md / 2403.08763, two datasets
         m = metrics(out, r[name])
         assert m["forgetting"] == m["forgetting/syn-en-a"] == pytest.approx(m["final/syn-en-a/loss"] - d0_end)
     for name in ("union", "scratch"):  # measured from where the chain's D1 stage starts
@@ -158,7 +158,7 @@ class ConsumedIds(L.Callback):
         self.ids: list[int] = []
 
     def on_train_batch_end(self, trainer, module, outputs, batch, batch_idx):
-        self.ids.extend(int(i) for i in module.last_ids)
+        self.ids.extend(int(i) for i in batch[2])
 
 
 def test_replay_fraction_is_counted_from_the_consumed_sequence_ids(out):

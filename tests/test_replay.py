@@ -8,8 +8,8 @@ from collections import Counter
 import pytest
 
 from cpt.data.mixture import assign, seen_weights, source_counts
-from cpt.identity import prefix_key, run_key
-from cpt.plan import build_plan, chain_plan
+from cpt.plan.identity import prefix_key, run_key
+from cpt.plan.stages import build_plan, chain_plan
 
 from conftest import parse
 
@@ -24,7 +24,7 @@ def counted(stage, n):
 
 def test_worked_example_of_the_papers_configs():
     # Pile 300B, then three SlimPajama splits of 100B at 5% replay (units of 1M tokens here);
-    # PAPERS.md: the third split's replay is Pile 3.088%, SP1 0.962%, SP2 0.95%.
+    # docs/papers.md: the third split's replay is Pile 3.088%, SP1 0.962%, SP2 0.95%.
     weights = seen_weights([300_000, 100_000, 100_000, 100_000], 0.05)
     assert weights[1] == (1.0,)
     assert [round(5 * w, 4) for w in weights[2]] == [3.8125, 1.1875]  # 5 * (305, 95) / 400
@@ -139,7 +139,7 @@ def test_continual_knobs_change_the_chain_and_baselines_differ():
     (["recipe=upstream-only"], ["stage 0 syn-en-a: 1,000 steps"]),
 ])
 def test_dry_run_describes_each_recipe(overrides, needles, tmp_path):
-    from cpt.dry_run import describe
+    from cpt.run.dry_run import describe
 
     text = describe(parse(overrides, tmp_path), {})
     for needle in needles:

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 from omegaconf import OmegaConf
 
-from cpt.config import occurrence_names, parse as parse_cfg
+from cpt.config.schema import occurrence_names, parse as parse_cfg
 from cpt.reports.analysis import Variant, compute_rows, pareto_front, stat, swept_keys, table, variants
 from cpt.reports.load import Run
 
@@ -131,7 +131,7 @@ def hydra_multirun(args: list[str]) -> str:
     returns what it printed."""
     import hydra
 
-    from cpt.cli_run import main_guard, task
+    from cpt.cli.task import main_guard, task
 
     main = hydra.main(version_base="1.3", config_path=str(CONF), config_name="config")(task)
     argv, out = sys.argv, io.StringIO()
@@ -157,8 +157,8 @@ def swept(tmp_path_factory, prepared_root):
 
 
 def _tracker(out):
-    from cpt.config import Tracking
-    from cpt.tracking import Tracker
+    from cpt.config.schema import Tracking
+    from cpt.store.tracking import Tracker
 
     return Tracker(Tracking(f"sqlite:///{out}/mlflow.db", "cpt", str(out / "mlartifacts")))
 
@@ -200,7 +200,7 @@ def test_tiny_sweep_writes_its_report_with_figures_and_the_papers_table(swept):
 
 @pytest.mark.slow
 def test_report_is_logged_to_one_mlflow_run_and_rewritten_in_place(swept):
-    from cpt.cli import main as cli
+    from cpt.cli.main import main as cli
 
     out, _ = swept
     assert cli(["report", "tiny-grid", f"paths.output_dir={out}"]) == 0  # a second time
@@ -223,7 +223,7 @@ def test_report_is_logged_to_one_mlflow_run_and_rewritten_in_place(swept):
 
 @pytest.mark.slow
 def test_report_of_an_unknown_sweep_is_one_line(swept, capsys):
-    from cpt.cli import main as cli
+    from cpt.cli.main import main as cli
 
     out, _ = swept
     assert cli(["report", "no-such-sweep", f"paths.output_dir={out}"]) == 2

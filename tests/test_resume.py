@@ -14,10 +14,10 @@ import shutil
 import pytest
 
 from cpt import faults
-from cpt.cache import PrefixCache
+from cpt.store.prefix_cache import PrefixCache
 from cpt.errors import TrainingDiverged
 
-from cpt.dry_run import describe
+from cpt.run.dry_run import describe
 
 from conftest import TINY, TINY_STEPS, parse
 from test_end_to_end import client, run_tiny, runs_of_kind

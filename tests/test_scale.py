@@ -75,7 +75,7 @@ def test_slurm_launcher_composes_and_expands_a_sweep():
     from hydra.utils import instantiate
     from submitit.slurm.slurm import SlurmExecutor, _make_sbatch_string
 
-    from cpt.config import parse as parse_cfg
+    from cpt.config.schema import parse as parse_cfg
 
     base = ["hydra/launcher=submitit_slurm", "trainer=ddp", "trainer.devices=4", "trainer.num_nodes=2"]
     sweep = OverridesParser.create().parse_overrides(["warmup=0,0.005,0.01,0.02", "lr.max=1.5e-4,3e-4,6e-4"])
@@ -166,7 +166,7 @@ def test_joblib_sweep_shares_one_prefix_across_parallel_workers(out):
 
 
 def test_cli_help_does_not_import_lightning_or_torch():
-    code = ("import sys\nfrom cpt.cli import main\ntry:\n    main(['--help'])\nexcept SystemExit:\n    pass\n"
+    code = ("import sys\nfrom cpt.cli.main import main\ntry:\n    main(['--help'])\nexcept SystemExit:\n    pass\n"
             "print('IMPORTED', [m for m in ('lightning', 'torch', 'mlflow', 'transformers') if m in sys.modules])")
     res = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=60)
     assert res.stdout.strip().splitlines()[-1] == "IMPORTED []", res.stdout + res.stderr
@@ -180,9 +180,9 @@ def _four_step_losses(out, option: str) -> dict[bool, list[float]]:
     import torch
 
     from cpt.data.prepare import prepare
-    from cpt.model import build_model
-    from cpt.plan import build_plan
-    from cpt.train import train_stage
+    from cpt.model.spec import build_model
+    from cpt.plan.stages import build_plan
+    from cpt.train.trainer import train_stage
 
     cfg = parse(TINY, out)
     data = prepare(cfg)
@@ -211,6 +211,6 @@ def test_activation_checkpointing_keeps_the_losses(out):
 @pytest.mark.slow
 def test_compile_keeps_the_losses(out):
     """trainer.compile compiles the model's body (the fused loss calls body and output layer
-    apart, cpt/loss.py); inductor's fused kernels round differently, hence 1e-4."""
+    apart, cpt/train/loss.py); inductor's fused kernels round differently, hence 1e-4."""
     losses = _four_step_losses(out, "compile")
     assert losses[True] == pytest.approx(losses[False], rel=1e-4)

@@ -8,9 +8,9 @@ import sys
 
 import pytest
 
-from cpt.commands.schedule import curves
+from cpt.cli.commands.schedule import curves
 from cpt.errors import UserError
-from cpt.plan import build_plan, stage_starts
+from cpt.plan.stages import build_plan, stage_starts
 
 from conftest import ROOT, parse
 
@@ -80,7 +80,7 @@ def test_bad_schedule_input_is_one_line_naming_the_key(overrides, key):
 
 
 def cli(*args):
-    return subprocess.run([sys.executable, "-m", "cpt.cli", *args], cwd=ROOT, capture_output=True, text=True,
+    return subprocess.run([sys.executable, "-m", "cpt.cli.main", *args], cwd=ROOT, capture_output=True, text=True,
                           timeout=120, env={**os.environ, "PYTHONUNBUFFERED": "1"})
 
 

@@ -1,10 +1,10 @@
-"""LR schedule values against numbers computed by hand from the PAPERS.md formula."""
+"""LR schedule values against numbers computed by hand from 2403.08763's formula (docs/papers.md)."""
 
 import math
 
 import pytest
 
-from cpt.schedules import ScheduleSpec, cosine, lr_at, warmup_steps
+from cpt.plan.schedules import ScheduleSpec, cosine, lr_at, warmup_steps
 
 # T = 1000 steps, warmup 1% -> T_w = 10; η_max = 3e-4, η_min = 3e-5.
 # After warm-up: η = η_min + ½(η_max − η_min)(1 + cos(π (t − 10) / 990)).
@@ -51,7 +51,7 @@ def test_monotone_decay_after_warmup():
 # so warm-up t = 0..9, cooldown t = 10..609, constant t = 610..859, anneal t = 860..999 over
 # T − T_w − T_c = 1000 − 10 − 850 = 140 steps. Characteristic steps: 0, the end of the warm-up
 # (t = 10), the middle of the cooldown or decay, the start of the anneal, the last step (999).
-from cpt.schedules import anneal_start_step, stage_spec  # noqa: E402
+from cpt.plan.schedules import anneal_start_step, stage_spec  # noqa: E402
 
 CONSTANT = ScheduleSpec("constant", 0.01, 3e-4, 3e-5)  # warmup set on purpose: constant ignores it
 REWARM = ScheduleSpec("rewarm-constant", 0.01, 3e-4, 3e-5)

@@ -19,10 +19,11 @@ import pytest
 import torch
 
 from cpt import faults
-from cpt.cache import PrefixCache
-from cpt.stage_checkpoints import StageCheckpoints, load_state_dict_checked, starting_point
+from cpt.store.locks import LockTaken
+from cpt.store.prefix_cache import PrefixCache
+from cpt.store.stage_checkpoints import StageCheckpoints, load_state_dict_checked, starting_point
 from cpt.errors import UserError
-from cpt.model import ModelSpec, build_model
+from cpt.model.spec import ModelSpec, build_model
 
 from conftest import ROOT
 
@@ -82,7 +83,7 @@ def test_kill_during_checkpoint_write_keeps_the_previous_one(tmp_path):
     script = textwrap.dedent(f"""
         import sys; sys.path.insert(0, {str(ROOT)!r})
         import torch
-        from cpt.stage_checkpoints import StageCheckpoints
+        from cpt.store.stage_checkpoints import StageCheckpoints
         store = StageCheckpoints({str(tmp_path / 'run-z')!r})
         for step in (5, 10):
             store.save(step, {{"step": step, "model": {{"w": torch.zeros(3)}}, "optimizer": {{}},
@@ -161,14 +162,14 @@ def test_lock_of_a_killed_holder_is_taken_over(tmp_path):
     root = tmp_path / "cache"
     holder = subprocess.Popen([sys.executable, "-c", textwrap.dedent(f"""
         import sys, time; sys.path.insert(0, {str(ROOT)!r})
-        from cpt.cache import PrefixCache
+        from cpt.store.prefix_cache import PrefixCache
         with PrefixCache({str(root)!r}).lock("k"):
             print("locked", flush=True)
             time.sleep(600)
     """)], stdout=subprocess.PIPE, text=True)
     try:
         assert holder.stdout.readline().strip() == "locked"
-        with pytest.raises(BlockingIOError):
+        with pytest.raises(LockTaken):
             with PrefixCache(root).lock("k", wait=False):
                 pass
         holder.send_signal(signal.SIGKILL)

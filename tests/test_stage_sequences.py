@@ -8,8 +8,8 @@ import pytest
 
 from cpt.data.prepare import prepare
 from cpt.data.windows import TokenWindows
-from cpt.plan import build_plan
-from cpt.train import stage_sequences
+from cpt.plan.stages import build_plan
+from cpt.train.trainer import stage_sequences
 
 from conftest import TINY, TINY_STEPS, _tiny_budgets, parse
 

@@ -2,7 +2,7 @@
 
 Expansion goes through the sweepers' own code without launching anything: the grid sweeper's
 `split` (what `GridWithBaselinesSweeper` launches) and the Optuna sweeper's search space. Every
-job's config is composed by Hydra and validated by `cpt.config.parse`, as a run would be.
+job's config is composed by Hydra and validated by `cpt.config.schema.parse`, as a run would be.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from hydra import compose, initialize_config_dir
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from optuna.distributions import FloatDistribution
 
-from cpt.config import parse
+from cpt.config.schema import parse
 from hydra_plugins.cpt_grid_sweeper.sweeper import split
 from hydra_plugins.cpt_optuna_sweeper.search_space import build_search_space
 

@@ -10,9 +10,9 @@ import time
 
 import pytest
 
-from cpt.config import Tracking
+from cpt.config.schema import Tracking
 from cpt.errors import UserError
-from cpt.tracking import RunLog, Tracker, check_uri, is_busy, retry_busy
+from cpt.store.tracking import RunLog, Tracker, check_uri, is_busy, retry_busy
 
 
 @pytest.fixture(scope="module")

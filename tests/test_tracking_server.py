@@ -16,7 +16,7 @@ from types import SimpleNamespace
 import pytest
 from mlflow.tracking import MlflowClient
 
-from cpt.cli import main as cli_main
+from cpt.cli.main import main as cli_main
 
 from conftest import TINY, run_cli
 from test_tracking_reliability import _free_port
@@ -102,7 +102,7 @@ def test_sweep_logs_everything_to_a_tracking_server(server, out):
         assert val["syn-en-a"].keys() == val["syn-en-b"].keys()
         assert sorted(val["syn-en-a"]) == [TOKENS, TOKENS + 4 * 512, 2 * TOKENS]  # continues the axis
         assert set(curve(r, "train/loss")) == {TOKENS + s * 512 for s in range(STEPS)}  # every step, once
-        # DESIGN.md's final metrics, consistent with the curves on the server
+        # the final metrics of docs/metrics.md, consistent with the curves on the server
         for d in val:
             assert m[f"final/{d}/loss"] == pytest.approx(val[d][2 * TOKENS], rel=1e-6)
         assert m["forgetting"] == pytest.approx(m["final/syn-en-a/loss"] - end_of_stage0["syn-en-a"], abs=1e-6)

@@ -6,13 +6,12 @@
   more units are started once the finished ones (plus those running) cover the budget. If a cut
   unit turns out too short (validation documents can be scarce), it is redone with 4x the cap.
 - Resumable: finished parts live in `.parts-<shard>/` and are reused by the next attempt; the
-  shard itself appears in one rename (cpt/storage.py), and then the parts are deleted.
+  shard itself appears in one rename (cpt/store/atomic.py), and then the parts are deleted.
 - One builder per shard at a time (an flock); a second process waits and then finds the shard.
 """
 
 from __future__ import annotations
 
-import fcntl
 import os
 import shutil
 import sys
@@ -21,20 +20,15 @@ from pathlib import Path
 
 from cpt.data import parts as part_io
 from cpt.data.shards import VAL_EVERY, Shard, full, open_shard, route, write_shard
+from cpt.store.locks import file_lock
 
 POLL_S = 0.2  # how often the progress bar is refreshed while workers run
 
 
 @contextmanager
 def shard_lock(path: Path):
-    locks = path.parent / ".locks"
-    locks.mkdir(parents=True, exist_ok=True)
-    with open(locks / f"{path.name}.lock", "w") as f:
-        fcntl.flock(f, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(f, fcntl.LOCK_UN)
+    with file_lock(path.parent / ".locks" / f"{path.name}.lock"):
+        yield
 
 
 def default_workers(n_units: int) -> int:

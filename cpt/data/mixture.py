@@ -11,6 +11,7 @@ rounding can never move a boundary.
 
 from __future__ import annotations
 
+import zlib
 from fractions import Fraction
 from typing import Sequence
 
@@ -77,7 +78,7 @@ def seen_weights(stage_sequences: Sequence[int], replay: float) -> list[tuple[fl
     """The replay split of every stage of a chain: stage k re-reads datasets 0..k-1 in proportion
     to the sequences of each that the model has trained on so far, fresh *and* replayed.
 
-    That is the accounting of the 2403.08763 authors' configs (PAPERS.md). Their worked example,
+    That is the accounting of the 2403.08763 authors' configs (docs/papers.md). Their worked example,
     Pile 300B then SlimPajama splits of 100B at 5% replay (in B tokens):
       stage 1: 95 SP1 fresh + 5 Pile              -> seen Pile 305, SP1 95
       stage 2: 95 SP2 fresh + 5 · (305, 95)/400    -> Pile 3.8125, SP1 1.1875
@@ -99,6 +100,11 @@ def seen_weights(stage_sequences: Sequence[int], replay: float) -> list[tuple[fl
         seen = [s + c for s, c in zip(seen, replayed)] + [own]
         out.append(weights)
     return out
+
+
+def stable_seed(*parts) -> int:
+    """A seed named by `parts`, the same in every process and run (hash() is salted per process)."""
+    return zlib.crc32(repr(parts).encode())
 
 
 def affine_permutation(j: int, n: int, seed: int) -> int:

@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from cpt.data.sources import Unit
-from cpt.storage import write_atomic
+from cpt.store.atomic import write_atomic
 
 FORMAT = 1
 ENCODE_BATCH_DOCS = 256  # documents per encode call: big enough for the Rust side to parallelise

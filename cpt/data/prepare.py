@@ -10,7 +10,7 @@ import itertools
 from dataclasses import dataclass
 from pathlib import Path
 
-from cpt.config import RunConfig
+from cpt.config.schema import RunConfig
 from cpt.data import shards as shard_io
 from cpt.data.build import build_shard
 from cpt.data.sources import source_identity, units

@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from cpt.errors import UserError
-from cpt.storage import atomic_dir
+from cpt.store.atomic import atomic_dir
 
 FORMAT = 1
 VAL_EVERY = 10

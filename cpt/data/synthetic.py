@@ -15,11 +15,12 @@ beginning.
 
 from __future__ import annotations
 
-import zlib
 from dataclasses import dataclass
 from typing import Iterator
 
 import numpy as np
+
+from cpt.data.mixture import stable_seed
 
 # Lexicon styles. "en" and "de" differ in their letters, so a BPE trained on "en" splits "de"
 # words into more pieces, as GPT-NeoX's Pile tokenizer does with German.
@@ -58,10 +59,6 @@ class SyntheticSpec:
     split: int  # independent stream of the same distribution (disjoint splits of one corpus)
 
 
-def _seed(*parts) -> int:
-    return zlib.crc32(repr(parts).encode())
-
-
 class Language:
     """Lexicon + grammar, a pure function of its style name."""
 
@@ -69,7 +66,7 @@ class Language:
         if style not in _STYLES:
             raise ValueError(f"unknown synthetic language {style!r}")
         s = _STYLES[style]
-        rng = np.random.default_rng(_seed("language", style))
+        rng = np.random.default_rng(stable_seed("language", style))
         words, seen = [], {"."}
         while len(words) < (N_CLASSES - 1) * WORDS_PER_CLASS:
             n_syll = rng.choice([1, 2, 2, 3])
@@ -120,7 +117,7 @@ def language(style: str) -> Language:
 def _chunk(spec: SyntheticSpec, index: int) -> list[str]:
     """CHUNK_DOCS documents, a pure function of (spec, index)."""
     lang = language(spec.language)
-    rng = np.random.default_rng(_seed("chunk", spec, index))
+    rng = np.random.default_rng(stable_seed("chunk", spec, index))
     weights = np.asarray(spec.topic_weights, dtype=float)
     topics = rng.choice(N_TOPICS, size=CHUNK_DOCS, p=weights / weights.sum())
     lengths = rng.geometric(1.0 / MEAN_DOC_WORDS, size=CHUNK_DOCS) + 8

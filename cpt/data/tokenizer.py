@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Callable, Iterable
 
 from cpt.errors import UserError
-from cpt.storage import atomic_dir
+from cpt.store.atomic import atomic_dir
 
 EOS = "<|endoftext|>"
 HUB_IDS = {"gpt-neox-20b": "EleutherAI/gpt-neox-20b"}

@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import zlib
-
 import numpy as np
 import torch
 
-from cpt.data.mixture import affine_permutation, assign
+from cpt.data.mixture import affine_permutation, assign, stable_seed
 
 
 class TokenWindows:
@@ -20,10 +18,6 @@ class TokenWindows:
     def __getitem__(self, j: int) -> np.ndarray:
         start = j * self.seq_len
         return np.asarray(self.tokens[start : start + self.seq_len + 1], dtype=np.int64)
-
-
-def _perm_seed(*parts) -> int:
-    return zlib.crc32(repr(parts).encode())
 
 
 class StageSequences(torch.utils.data.Dataset):
@@ -42,8 +36,8 @@ class StageSequences(torch.utils.data.Dataset):
                  stage_index: int, start: int = 0):
         self.own, self.earlier, self.n = own, earlier, n_sequences
         self.replay, self.weights, self.start = replay, replay_weights, start
-        self.own_seed = _perm_seed(seed, own_index)
-        self.replay_seeds = [_perm_seed(seed, k, "replay", stage_index) for k in range(len(earlier))]
+        self.own_seed = stable_seed(seed, own_index)
+        self.replay_seeds = [stable_seed(seed, k, "replay", stage_index) for k in range(len(earlier))]
 
     def __len__(self) -> int:
         return self.n - self.start

@@ -1,6 +1,6 @@
 """Trade-off reports of a sweep: `cpt report <sweep or experiment>` and the end of every multirun.
 
-- load      -- the finished runs, their curves and prefix chains, from MLflow (via cpt.tracking)
+- load      -- the finished runs, their curves and prefix chains, from MLflow (via cpt.store.tracking)
 - analysis  -- swept keys, variants (seeds aggregated), baselines, Pareto front, compute (pure)
 - plots     -- the figures: curves, learning rate, trade-off, heatmaps, final loss vs a key, compute
 - markdown  -- report.md, table.csv, runs.csv

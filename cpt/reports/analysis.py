@@ -14,7 +14,7 @@ import math
 import statistics
 from dataclasses import dataclass, field
 
-from cpt.config import GROUPS, occurrence_names
+from cpt.config.schema import GROUPS, occurrence_names
 
 SEED = "seed"
 BASELINE_ORDER = ("union", "scratch", "upstream-only")  # the papers' order of reference rows

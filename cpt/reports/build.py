@@ -9,7 +9,7 @@ import shutil
 import uuid
 from pathlib import Path
 
-from cpt.config import Tracking
+from cpt.config.schema import Tracking
 from cpt.errors import UserError
 
 
@@ -17,7 +17,7 @@ def write_report(tracking: Tracking, report_id: str, output_dir: Path, name: str
     """Write <output_dir>/reports/<name>/ (name: the report id) and log its files as the
     artifacts of one MLflow run (tag cpt.kind=report). Returns the path of report.md."""
     from cpt.reports.load import load
-    from cpt.tracking import Tracker
+    from cpt.store.tracking import Tracker
 
     if not re.fullmatch(r"[\w.\-: ]+", report_id):
         raise UserError(f"report id {report_id!r}: allowed letters, digits and _ . - : (a sweep or experiment name)")

@@ -1,4 +1,4 @@
-"""Read a sweep's (or an experiment's) finished runs back from MLflow, through cpt.tracking only.
+"""Read a sweep's (or an experiment's) finished runs back from MLflow, through cpt.store.tracking only.
 
 A report id names a sweep (the `cpt.sweep_id` tag: the multirun's directory name) or, failing
 that, an MLflow experiment (all its runs). Each run comes with the curves a report draws and
@@ -11,7 +11,7 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass, field
 
-from cpt.config import Tracking
+from cpt.config.schema import Tracking
 from cpt.errors import UserError
 
 CURVE_KEYS = ("train/lr",)  # besides every val/<dataset>/loss
@@ -42,7 +42,7 @@ def _is_curve(key: str) -> bool:
 
 
 def load(tracking: Tracking, report_id: str) -> Loaded:
-    from cpt.tracking import Tracker, store_exists
+    from cpt.store.tracking import Tracker, store_exists
 
     if not store_exists(tracking):
         raise UserError(f"tracking.uri={tracking.uri}: no MLflow store there; point paths.output_dir "

@@ -10,7 +10,6 @@ remaining axes (e.g. once per seed).
 * ``sweeper`` -- the ``Sweeper``: expansion (a pure function) and the basic sweeper's loop.
 """
 
-# Keep in sync with ``cpt.job_tags``: a baseline job reads its label from the environment.
-BASELINE_ENV_VAR = "CPT_BASELINE"
+from cpt.sweep.env_names import BASELINE_ENV_VAR  # the job (cpt.sweep.job_tags) reads the same name
 
 __all__ = ["BASELINE_ENV_VAR"]

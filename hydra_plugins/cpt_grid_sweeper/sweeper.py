@@ -8,7 +8,8 @@ from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.core.override_parser.types import Override
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
-from . import BASELINE_ENV_VAR
+from cpt.sweep.env_names import BASELINE_ENV_VAR
+
 from . import config as _config  # noqa: F401  (registers the config with Hydra)
 
 

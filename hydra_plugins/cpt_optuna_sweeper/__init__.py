@@ -16,8 +16,6 @@ Hydra discovers the plugin by scanning the ``hydra_plugins`` namespace package,
 which is why ``hydra_plugins/`` itself has no ``__init__.py``.
 """
 
-# Keep in sync with ``cpt.optuna_trial``: jobs read them without importing Optuna.
-STUDY_ENV_VAR = "CPT_OPTUNA_STUDY"
-TRIAL_ENV_VAR = "CPT_OPTUNA_TRIAL"
+from cpt.sweep.env_names import STUDY_ENV_VAR, TRIAL_ENV_VAR  # the job (cpt.sweep.optuna_trial) reads the same names
 
 __all__ = ["STUDY_ENV_VAR", "TRIAL_ENV_VAR"]

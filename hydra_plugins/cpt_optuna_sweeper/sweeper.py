@@ -18,8 +18,8 @@ from omegaconf import DictConfig, ListConfig, OmegaConf
 from optuna.trial import FrozenTrial, Trial, TrialState
 
 from cpt.errors import UserError, report
+from cpt.sweep.env_names import STUDY_ENV_VAR, TRIAL_ENV_VAR
 
-from . import STUDY_ENV_VAR, TRIAL_ENV_VAR
 from . import config as _config  # noqa: F401  (registers the configs with Hydra)
 from .results import log_trial, write_results
 from .search_space import SearchSpace, build_search_space, describe, quoted
@@ -179,7 +179,7 @@ class OptunaSweeper(Sweeper):
 
     @staticmethod
     def _env_overrides(study: optuna.Study, trial: Trial) -> List[str]:
-        # Lets the job tag its own logs / checkpoints with the trial (cpt.optuna_trial).
+        # Lets the job tag its own logs / checkpoints with the trial (cpt.sweep.optuna_trial).
         return [
             f"++hydra.job.env_set.{STUDY_ENV_VAR}={quoted(study.study_name)}",
             f"++hydra.job.env_set.{TRIAL_ENV_VAR}={quoted(str(trial.number))}",

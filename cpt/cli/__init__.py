@@ -1,0 +1,1 @@
+"""The command line: the `cpt` console script, the Hydra task behind `run.py`, config composition, subcommands."""

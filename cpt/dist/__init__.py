@@ -1,0 +1,1 @@
+"""Several processes: ranks, the rank-aware prefix cache, Lightning strategies, full state of sharded models."""

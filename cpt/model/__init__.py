@@ -1,0 +1,1 @@
+"""The model: GPT-NeoX spec and build, Hugging Face checkpoints in and export out."""

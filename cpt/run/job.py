@@ -1,0 +1,84 @@
+"""What every stage of one run shares (the config, its data, MLflow, the cache), and the one way a
+stage prefix is stored: its result, its cache entry, its MLflow run's tags."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Callable
+
+from cpt.config.schema import RunConfig
+from cpt.plan.metrics import unigram_entropy
+from cpt.plan.stages import Stage
+from cpt.plan.walk import Step
+
+
+@dataclass
+class Job:
+    cfg: RunConfig
+    ctx: object  # experiment.RunContext: what Hydra knows about the job
+    data: object  # data.prepare.PreparedData: the tokenizer and a shard per dataset
+    tracker: object  # store.tracking.Tracker (rank 0) or NullTracker
+    cache: object  # dist.rank_cache.RankCache
+    say: Callable[[str], None]
+    tags: dict = field(default_factory=dict)  # tags of every MLflow run of the job
+    params: dict = field(default_factory=dict)  # params of every MLflow run of the job
+    model: object = None  # built once, on first use; every stage trains it in place
+
+    @property
+    def names(self) -> list[str]:
+        return [d.name for d in self.cfg.shift.datasets]
+
+    def weights(self, entry, stage: Stage | None = None):
+        """The model holding what `stage` starts from after cache entry `entry` (None: the seeded
+        random initialisation; no stage: the entry's own, evaluated weights)."""
+        if entry is None or self.model is None:
+            import torch
+
+            from cpt.model.hf import vocab_rows
+            from cpt.model.spec import build_model
+
+            torch.manual_seed(self.cfg.seed)
+            self.model = build_model(self.cfg.model, vocab_rows(self.cfg.model, self.data.vocab_size))
+        if entry is not None:
+            entry.load_into(self.model, start_path(entry, stage))
+        return self.model
+
+    def prefix_tags(self, step: Step, **more) -> dict:
+        return {**self.tags, **more, "cpt.kind": "prefix", "cpt.stage": step.stage.index, "cpt.prefix_key": step.key}
+
+    def store_prefix(self, step: Step, log, model, result: dict, pre_anneal=None):
+        """Cache the stage's weights (only those) and `result` ("val", "val_at_start", "end_tokens",
+        "tokens", ...) with the fields every prefix entry has; returns the entry."""
+        stage = step.stage
+        result = {**result, "run_id": log.run_id, "stage": stage.index}
+        if stage.init or (stage.from_scratch and not stage.replay):  # one dataset from random weights
+            tokens = self.data.shards[self.names[stage.dataset]].array("train")
+            result["unigram_entropy"] = unigram_entropy(tokens)
+            log.log_metrics({"data/unigram_entropy": result["unigram_entropy"]}, 0)
+        return self.cache.put(step.key, model.state_dict(), result, pre_anneal=pre_anneal)
+
+    def evaluate(self, model, names: list[str]) -> dict[str, float]:
+        """Validation loss of datasets `names` for a model that is not being trained, on
+        `eval_device`; the model goes back to the CPU, where the cache and the next stage want it."""
+        from cpt.train.module import evaluate
+        from cpt.train.trainer import val_loaders
+
+        device = eval_device(self.cfg)
+        loaders = val_loaders(self.cfg, self.data)
+        losses = evaluate(model.to(device), {n: loaders[n] for n in names}, device)
+        model.to("cpu")
+        return losses
+
+
+def start_path(entry, stage: Stage | None):
+    """The weights file `stage` starts from: the previous stage's annealed (evaluated) weights, or
+    its pre-anneal weights where an infinite schedule continues."""
+    return entry.pre_anneal if stage is not None and stage.from_pre_anneal else entry.weights
+
+
+def eval_device(cfg: RunConfig) -> str:
+    """Where a stage that is not being trained is evaluated (a loaded model.init, a cache hit
+    that lacks a dataset): the run's GPU where it has one."""
+    import torch
+
+    return "cuda" if cfg.trainer.accelerator in ("gpu", "cuda") and torch.cuda.is_available() else "cpu"

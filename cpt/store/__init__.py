@@ -1,0 +1,1 @@
+"""What persists: atomic writes, the prefix cache, a stage's periodic checkpoints, MLflow."""
