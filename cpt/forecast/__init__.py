@@ -1,0 +1,1 @@
+"""Loss forecasts, pure: LR-area scaling laws fitted to logged curves predict untried schedules."""
