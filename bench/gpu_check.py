@@ -194,7 +194,7 @@ def mfu_args(p: Profile, model: str, seq: int, mb: int, compile_: bool, d: Path)
     return [f"model={model}", *p.trainer, "recipe=upstream-only", f"batch.tokens={mb * seq}",
             f"batch.micro_sequences={mb}", f"shift.datasets.0.tokens={p.mfu_steps * top}",
             f"shift.datasets.1.tokens={top}", *(f"shift.datasets.{i}.val_tokens={4 * seq}" for i in (0, 1)),
-            "eval.interval_steps=1000000", "eval.warmup_interval_steps=1000000", "log_interval_steps=1",
+            "eval.interval_steps=1000000", "eval.warmup_interval_steps=1000000", "eval.dense_evals=0", "log_interval_steps=1",
             "checkpoint.interval_steps=0", f"trainer.compile={str(compile_).lower()}", f"paths.output_dir={d}"]
 
 

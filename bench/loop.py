@@ -40,7 +40,8 @@ def setup(overrides: list[str], steps: int):
     out = scratch("loop")
     # One evaluation at each end of the stage only, a log every 10 steps (the default interval).
     cfg = parse(compose(list(overrides) + [f"paths.output_dir={out}", "eval.interval_steps=1000000",
-                                           "eval.warmup_interval_steps=1000000", "log_interval_steps=10"]))
+                                           "eval.warmup_interval_steps=1000000", "eval.dense_evals=0",
+                                           "log_interval_steps=10"]))
     data = prepare(cfg)  # not timed
     stage = build_plan(cfg)[0]
     T = steps + 1

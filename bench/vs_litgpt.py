@@ -29,7 +29,7 @@ from _common import machine, median_ratio, pairs, scratch
 import litgpt_env
 
 CPT = ["model=pythia-14m", "model.seq_len=512", "+model.vocab_size=50304", "batch.tokens=4096",
-       "batch.micro_sequences=8", "eval.interval_steps=1000000", "eval.warmup_interval_steps=1000000",
+       "batch.micro_sequences=8", "eval.interval_steps=1000000", "eval.warmup_interval_steps=1000000", "eval.dense_evals=0",
        "log_interval_steps=1", "shift.datasets.0.val_tokens=4096", "shift.datasets.1.val_tokens=4096"]
 WINDOW = 4  # timed step intervals at the end of each run (the first steps hold litgpt's compile)
 

@@ -28,11 +28,23 @@ class TrainingDiverged(UserError):
     exit_code = 3
 
 
+class Preempted(UserError):
+    """SIGTERM / SIGINT / SLURM's warning signal stopped the run (cpt/signals.py): its MLflow run
+    is KILLED, its checkpoint written; the exit status is the shell's 128 + signal number."""
+
+    label = "stopped"
+
+    def __init__(self, message: str, signum: int):
+        super().__init__(message)
+        self.signum = signum
+        self.exit_code = 128 + (15 if signum not in (2, 15) else signum)  # SLURM's requeue: as SIGTERM
+
+
 def report(error: UserError) -> int:
     """Print `error` as the one line the entry points show; returns the exit status to use."""
     import sys
 
-    print(f"error: {error}", file=sys.stderr)
+    print(f"{getattr(error, 'label', 'error')}: {error}", file=sys.stderr)
     return error.exit_code
 
 

@@ -7,7 +7,8 @@
   temporary directory, the rename that publishes it has not happened;
 - `init`: a model.init stage 0 has started its MLflow run and not yet evaluated the model.
 `action` is `kill` (default: SIGKILL to itself, exactly what `kill -9` does: no cleanup, no
-`finally`, no atexit) or `raise` (an InjectedFault exception, for cheap in-process tests).
+`finally`, no atexit), `raise` (an InjectedFault exception, for cheap in-process tests), or
+`term` / `int` / `usr1`: that signal to itself, as a scheduler or Ctrl-C sends it (cpt/signals.py).
 Unset, it costs one dictionary lookup per call.
 """
 
@@ -18,6 +19,7 @@ import signal
 
 ENV = "CPT_FAULT"
 POINTS = ("step", "checkpoint", "init")
+SIGNALS = {"term": signal.SIGTERM, "int": signal.SIGINT, "usr1": signal.SIGUSR1}
 _counts: dict[str, int] = {}
 
 
@@ -30,8 +32,8 @@ def parse(spec: str) -> tuple[str, int, str]:
     if len(parts) not in (2, 3) or parts[0] not in POINTS or not parts[1].isdigit():
         raise ValueError(f"{ENV}={spec}: expected <{'|'.join(POINTS)}>:<n>[:kill|raise]")
     action = parts[2] if len(parts) == 3 else "kill"
-    if action not in ("kill", "raise"):
-        raise ValueError(f"{ENV}={spec}: action must be kill or raise")
+    if action not in ("kill", "raise", *SIGNALS):
+        raise ValueError(f"{ENV}={spec}: action must be kill, raise, {', '.join(SIGNALS)}")
     return parts[0], int(parts[1]), action
 
 
@@ -47,7 +49,7 @@ def reached(point: str) -> None:
         return
     if action == "raise":
         raise InjectedFault(f"{ENV}: injected fault at {point} {n}")
-    os.kill(os.getpid(), signal.SIGKILL)
+    os.kill(os.getpid(), SIGNALS.get(action, signal.SIGKILL))
 
 
 def reset() -> None:

@@ -83,3 +83,24 @@ def run_cli(args: list[str], cwd: Path = ROOT, timeout: int = 600) -> subprocess
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     return subprocess.run([sys.executable, str(ROOT / "run.py"), *args], cwd=cwd, env=env,
                           capture_output=True, text=True, timeout=timeout)
+
+
+def hydra_multirun(args: list[str]) -> str:
+    """`python run.py <args>` in this process (Hydra, the sweepers and the callbacks for real);
+    returns what it printed."""
+    import contextlib
+    import io
+
+    import hydra
+
+    from cpt.cli.task import main_guard, task
+
+    main = hydra.main(version_base="1.3", config_path=str(CONF), config_name="config")(task)
+    argv, out = sys.argv, io.StringIO()
+    sys.argv = ["run.py", *args]
+    try:
+        with contextlib.redirect_stdout(out):
+            main_guard(main, CONF, args)
+    finally:
+        sys.argv = argv
+    return out.getvalue()

@@ -97,7 +97,7 @@ UPSTREAM = Fit("cpt", {"L0": 2.0, "A": 0.6, "C1": 1.5, "C2": 1.2, "B": 0.4, "alp
 DOWNSTREAM = Fit("cpt", {"L0": 1.6, "A": 0.7, "C1": 1.0, "C2": 1.4, "B": -0.8, "alpha": 0.5, "E": 200.0,
                          "beta": 0.3}, LAMBDA, "downstream")
 # Dense just after the transfer, where the re-warm-up and the distribution shift act (as the
-# project's eval grid is: eval.warmup_interval_steps).
+# project's eval grid is: eval.dense_fraction, eval.dense_evals).
 CHAIN_STEPS = np.concatenate([np.arange(12, N, 20), N + np.array([0, 2, 4, 6, 8, 12, 16, 24, 32, 48]),
                               np.arange(N + 64, 2 * N + 1, 20)])
 

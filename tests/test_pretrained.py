@@ -89,6 +89,14 @@ def test_model_init_is_stage_0_and_the_export_loads_back(out, tmp_path):
     assert not np.allclose(model.gpt_neox.embed_in.weight.detach().numpy(),
                            GPTNeoXForCausalLM.from_pretrained(ckpt).gpt_neox.embed_in.weight.detach().numpy())
 
+    # ... and as the run's MLflow model (transformers flavour): a text-generation pipeline
+    import mlflow
+
+    mlflow.set_tracking_uri(f"sqlite:///{out}/mlflow.db")
+    pipe = mlflow.transformers.load_model(f"runs:/{result.run_id}/model")
+    said = pipe(text, max_new_tokens=5, do_sample=False)[0]["generated_text"]
+    assert said.startswith(text) and len(said) > len(text)
+
 
 # ----------------------------------------------------------------------------- bad input
 

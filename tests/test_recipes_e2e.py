@@ -128,14 +128,15 @@ def test_cpt_replay_fraction_is_logged_exactly(runs):
 def test_three_dataset_chain(runs):
     out, r = runs
     names = ("syn-en-a", "syn-en-b", "syn-de")
-    assert r["three"].prefix_hits == [True, False]  # stage 0 shared with the two-dataset runs
+    # stages 0..1: the two-dataset cpt run's final weights, kept as the entry of its whole chain
+    assert r["three"].prefix_hits == [True, True]
     assert r["three-other-d2"].prefix_hits == [True, True]  # stages 0..1 shared: only D2 differs
     m = metrics(out, r["three"])
     assert {f"final/{n}/loss" for n in names} <= set(m)
     assert m["final/upstream_loss"] == pytest.approx((m["final/syn-en-a/loss"] + m["final/syn-en-b/loss"]) / 2)
     assert m["final/downstream_loss"] == m["final/syn-de/loss"]
     tags = client(out).get_run(r["three"].run_id).data.tags
-    stage1 = prefix_runs(out)[tags["cpt.prefix_key"]]
+    stage1 = client(out).get_run(tags["cpt.prefix_run_id"])  # the run that trained the entry of stages 0..1
     assert stage1.data.tags["cpt.stage"] == "1"
     s0 = stage0(out, r)
     end = {"syn-en-a": history(out, s0.info.run_id, "val/syn-en-a/loss")[-1].value,

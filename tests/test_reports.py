@@ -4,11 +4,8 @@ gap in its logged curves, and a tiny Optuna study that a second invocation conti
 
 from __future__ import annotations
 
-import contextlib
 import csv
-import io
 import math
-import sys
 
 import numpy as np
 import pytest
@@ -18,7 +15,7 @@ from cpt.config.schema import occurrence_names, parse as parse_cfg
 from cpt.reports.analysis import Variant, compute_rows, pareto_front, stat, swept_keys, table, variants
 from cpt.reports.load import Run
 
-from conftest import CONF, ROOT, TINY, TINY_STEPS, compose, parse
+from conftest import ROOT, TINY, TINY_STEPS, compose, hydra_multirun, parse
 
 SWEEPS = ROOT / "sweeps"
 
@@ -126,24 +123,6 @@ BASE = [o for o in TINY if not o.startswith(("warmup=", "shift.datasets.1.tokens
     "pretrain.lr.max=3e-3", f"shift.datasets.1.tokens={STAGE1_STEPS * 512}"]
 
 
-def hydra_multirun(args: list[str]) -> str:
-    """`python run.py <args>` in this process (Hydra, the sweepers and the callbacks for real);
-    returns what it printed."""
-    import hydra
-
-    from cpt.cli.task import main_guard, task
-
-    main = hydra.main(version_base="1.3", config_path=str(CONF), config_name="config")(task)
-    argv, out = sys.argv, io.StringIO()
-    sys.argv = ["run.py", *args]
-    try:
-        with contextlib.redirect_stdout(out):
-            main_guard(main, CONF, args)
-    finally:
-        sys.argv = argv
-    return out.getvalue()
-
-
 @pytest.fixture(scope="module")
 def swept(tmp_path_factory, prepared_root):
     import shutil
@@ -205,8 +184,9 @@ def test_report_is_logged_to_one_mlflow_run_and_rewritten_in_place(swept):
     out, _ = swept
     assert cli(["report", "tiny-grid", f"paths.output_dir={out}"]) == 0  # a second time
     tracker = _tracker(out)
-    (rec,) = tracker.records("tags.`cpt.kind` = 'report'")
-    assert rec["tags"]["cpt.sweep_id"] == "tiny-grid"
+    assert not tracker.records("tags.`cpt.kind` = 'report'")  # the sweep's parent holds the report
+    (rec,) = tracker.records("tags.`cpt.kind` = 'sweep'")
+    assert rec["tags"]["cpt.sweep_id"] == "tiny-grid" and rec["status"] == "FINISHED"
     assert {"report.md", "curves.png", "table.csv", "runs.csv"} <= set(tracker.artifacts(rec["run_id"]))
     assert not [p for p in (out / "reports").iterdir() if p.name.startswith(".")]  # no leftovers
     baseline = [r for r in tracker.records("tags.`cpt.kind` = 'run'") if r["tags"].get("cpt.baseline")]

@@ -97,8 +97,9 @@ def test_crashes_mid_prefix_and_mid_stage_resume_to_the_same_numbers(baseline, t
             assert [v for _, v in got] == pytest.approx([v for _, v in want], abs=1e-6), f"{msg}: {key}"
     assert not list((out / "checkpoints").iterdir())  # deleted once the run finished
     # The cached stage-0 weights are those of the uninterrupted run.
-    (entry,) = PrefixCache(out / "cache").entries()
-    (base_entry,) = PrefixCache(base_out / "cache").entries()
+    # (stage 0's entry; the run's final weights are an entry of their own, keyed by the whole chain)
+    (entry,) = [e for e in PrefixCache(out / "cache").entries() if e.result["stage"] == 0]
+    (base_entry,) = [e for e in PrefixCache(base_out / "cache").entries() if e.result["stage"] == 0]
     w, bw = entry.load_weights(), base_entry.load_weights()
     assert max((w[k] - bw[k]).abs().max().item() for k in w) < 1e-6
 
@@ -161,7 +162,7 @@ def test_crash_after_the_anneal_start_keeps_the_pre_anneal_copy(baseline, tmp_pa
     _, want = run_tiny(ref, inf + [f"tracking.uri=sqlite:///{out}/mlflow.db", "force=true"])
     for key, v in want.metrics.items():
         assert got.metrics[key] == pytest.approx(v, abs=1e-6), f"killed at step {k}: {key}"
-    (entry,) = [e for e in PrefixCache(out / "cache").entries() if e.pre_anneal.exists()]
-    (ref_entry,) = PrefixCache(ref / "cache").entries()
+    (entry,) = [e for e in PrefixCache(out / "cache").entries() if e.pre_anneal.exists() and e.result["stage"] == 0]
+    (ref_entry,) = [e for e in PrefixCache(ref / "cache").entries() if e.result["stage"] == 0]
     w, rw = entry.load_weights(entry.pre_anneal), ref_entry.load_weights(ref_entry.pre_anneal)
     assert max((w[n] - rw[n]).abs().max().item() for n in w) < 1e-6

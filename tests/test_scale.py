@@ -118,7 +118,7 @@ def test_submitit_local_sweep_shares_one_prefix_across_processes(out):
     c = MlflowClient(tracking_uri=f"sqlite:///{out}/mlflow.db")
     exp = c.get_experiment_by_name("cpt")
     kinds = [r.data.tags["cpt.kind"] for r in c.search_runs([exp.experiment_id])]
-    assert sorted(k for k in kinds if k in ("prefix", "run")) == ["prefix", "run", "run"]  # (+ the sweep's report)
+    assert sorted(k for k in kinds if k in ("prefix", "run")) == ["prefix", "run", "run"]  # (+ the sweep's parent)
     # The job that reused stage 0 started before stage 0 was finished: it waited on the lock.
     started = {log: datetime.strptime(re.search(r"INFO \((.*?)\) - Starting", log).group(1), "%Y-%m-%d %H:%M:%S,%f")
                for log in logs}

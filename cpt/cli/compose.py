@@ -26,9 +26,11 @@ def compose(overrides: list[str], return_hydra_config: bool = True):
     from hydra import compose as hydra_compose, initialize_config_dir
 
     from cpt.cli.search_path import initialized_options
+    from cpt.config.overrides import check_overrides
     from cpt.config.schema import check_group_choices
 
     silence_schema_match()
+    check_overrides(list(overrides))  # one line, as from run.py (cpt/cli/task.py main_guard)
     with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
         check_group_choices(list(overrides), initialized_options("config", overrides))
         return hydra_compose("config", overrides=list(overrides), return_hydra_config=return_hydra_config)

@@ -6,7 +6,7 @@ import math
 import sys
 from pathlib import Path
 
-from cpt.errors import UserError, report
+from cpt.errors import Preempted, UserError, report
 
 
 def _silence_in_job_processes() -> None:
@@ -29,8 +29,11 @@ def main_guard(main, conf_dir: Path, argv: list[str]) -> None:
 
     from hydra.errors import HydraException
 
+    from cpt import signals
     from cpt.cli.compose import silence_schema_match
     from cpt.cli.search_path import command_line_options
+    from cpt.cli.sweep_check import check_sweep
+    from cpt.config.overrides import check_overrides
     from cpt.config.schema import check_group_choices
 
     # Before torch loads OpenMP: idle threads sleep instead of spinning. On a CPU shared with
@@ -40,13 +43,16 @@ def main_guard(main, conf_dir: Path, argv: list[str]) -> None:
     silence_schema_match()
     try:
         options, overrides = command_line_options(argv, conf_dir)  # honours --config-dir, hydra.searchpath
+        check_overrides(overrides)  # syntax and misspelled keys: Hydra's messages span lines
         try:
             check_group_choices(overrides, options)
+            check_sweep(argv, overrides)  # every value of a sweep before its first job trains
         except HydraException:
             pass  # a malformed override or hydra.searchpath: Hydra names it when it composes
+        signals.install()
         main()
     except UserError as e:
-        sys.exit(report(e))
+        sys.exit(report(signals.final_line(e) if isinstance(e, Preempted) else e))
 
 
 def task(cfg):
@@ -54,8 +60,10 @@ def task(cfg):
     from hydra.core.hydra_config import HydraConfig
     from omegaconf import OmegaConf
 
+    from cpt import signals
     from cpt.config.schema import GROUPS, parse
 
+    signals.install()  # also in a launcher's job process, which does not pass main_guard
     try:
         run_cfg = parse(cfg)  # every range checked before any work or any write
         hc = HydraConfig.get()
@@ -65,7 +73,10 @@ def task(cfg):
 
             print(describe(run_cfg, choices))
             return float("nan")
+        from cpt.dist.strategy import check_device
         from cpt.store.tracking import check_uri
+
+        check_device(run_cfg.trainer)
 
         # A tracking server that does not answer: say so now, not after ~10 s of importing torch.
         check_uri(run_cfg.tracking.uri, run_cfg.tracking.connect_timeout_s)
@@ -81,8 +92,9 @@ def task(cfg):
             params=flatten(resolved),
             resolved_yaml=OmegaConf.to_yaml(cfg, resolve=True),
             sweep_id=Path(hc.sweep.dir).name if multirun else "",
-            run_name=",".join(overrides) or "default",
+            run_name="default",
             extra_tags=job_tags(),
+            overrides=overrides,  # the run's name says what differs (cpt/sweep/names.py)
         )
         from cpt.dist.ranks import ranks
 
@@ -90,9 +102,10 @@ def task(cfg):
             result = run(run_cfg, ctx, say=print if dist.is_zero else _silent, dist=dist)
         if dist.is_zero:
             print(summary(run_cfg, result))
+        signals.check(f"run {result.run_id} finished before it could stop")  # a signal in its last step
         return result.objective(run_cfg.objective)
     except UserError as e:
-        sys.exit(report(e))
+        sys.exit(report(signals.final_line(e) if isinstance(e, Preempted) else e))
 
 
 def _silent(*_):

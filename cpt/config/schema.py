@@ -20,8 +20,8 @@ from cpt.model.spec import ModelSpec
 from cpt.plan.schedules import INFINITE, NAMES as SCHEDULES, WSD_SHAPES
 from cpt.config.shift_forms import expand_shift
 
-GROUPS = ("model", "shift", "schedule", "recipe", "trainer", "tracking")
-RECIPES = ("cpt", "union", "scratch", "upstream-only")  # conf/recipe/; stages in cpt/plan/recipes.py
+GROUPS = ("model", "shift", "schedule", "recipe", "trainer", "tracking", "harness")
+RECIPES = ("cpt", "union", "scratch", "upstream-only", "merge")  # conf/recipe/; stages in cpt/plan/recipes.py
 
 
 @dataclass
@@ -99,7 +99,28 @@ class Schedule:
 
 @dataclass
 class Recipe:
-    name: str = "cpt"  # cpt (the chain) | union | scratch | upstream-only (the baselines of 2403.08763)
+    name: str = "cpt"  # cpt (the chain) | union | scratch | upstream-only (the baselines of 2403.08763) | merge
+
+
+@dataclass
+class Merge:
+    """recipe=merge (cpt/run/merge.py): weights averaged after training, nothing trained. Each
+    point is one MLflow run; `merge.*` is part of its run key."""
+
+    # θ(α) = (1 − α)·θ_start + α·θ_end between the weights the last continual stage started from
+    # and its final weights, one MLflow run per α (outside [0, 1]: extrapolation along the line)
+    alphas: list[float] = field(default_factory=lambda: [0.0, 0.25, 0.5, 0.75, 1.0])
+    runs: list[str] = field(default_factory=list)  # instead: a soup of these runs' final weights (MLflow run ids or sweep ids)
+    weights: list[float] = field(default_factory=list)  # the soup's weight of each run (empty: uniform), normalised to sum 1
+
+    def check(self, recipe: str) -> None:
+        _check(bool(self.alphas) and len(set(self.alphas)) == len(self.alphas), "merge.alphas", self.alphas,
+               "a non-empty list of distinct numbers")
+        _check(recipe == "merge" or not (self.runs or self.weights), "merge.runs", self.runs,
+               "[] unless recipe=merge")
+        _check(all(w >= 0 for w in self.weights) and (not self.weights or sum(self.weights) > 0),
+               "merge.weights", self.weights, "numbers >= 0, not all 0")
+        _check(not self.weights or self.runs, "merge.weights", self.weights, "[] without merge.runs")
 
 
 @dataclass
@@ -131,8 +152,15 @@ class Shift:
     downstream: Any = None  # shift=files: D1's, likewise
     paths: list | None = None  # shift=files, N datasets: one entry per dataset (replaces up/downstream)
     names: list | None = None  # names of the `paths` datasets (default d0, d1, ...)
+    allow_epochs: bool = False  # a budget beyond a dataset's tokens re-reads it; false: that is an error
 
     def __post_init__(self):
+        first = {}
+        for i, d in enumerate(self.datasets):  # a repeat must be the same data, else its metrics lie
+            j = first.setdefault(d.name, i)
+            _check(self.datasets[j].source == d.source, "shift.names" if self.names else f"shift.datasets.{i}.name",
+                   self.names or d.name, f"distinct names for different sources ({d.name!r} names datasets {j} "
+                   f"and {i}; the same source listed twice is allowed and named {d.name}.1)")
         for d, name in zip(self.datasets, occurrence_names([d.name for d in self.datasets])):
             d.name = name
 
@@ -158,8 +186,17 @@ class Batch:
 
 @dataclass
 class Eval:
+    """When every dataset is evaluated (cpt/plan/stages.py eval_steps), in every stage. The
+    cadence is part of the run's identity, not of the prefix key: a denser one re-trains the run
+    and reuses its cached prefix."""
+
     interval_steps: int = 50  # evaluate every dataset every this many optimizer steps
-    warmup_interval_steps: int = 10  # denser during warm-up, where the stability gap shows
+    warmup_interval_steps: int = 10  # also every this many while warming up and for as long again
+    # The dense window, where the stability gap shows (with or without warm-up): the first
+    # dense_fraction of the stage's steps (at least dense_evals steps), holding at least
+    # dense_evals evaluations from step 0 on; dense_evals=0 switches it off.
+    dense_fraction: float = 0.1
+    dense_evals: int = 10
 
 
 @dataclass
@@ -195,6 +232,19 @@ class Checkpoint:
 
 
 @dataclass
+class Harness:
+    """Task scores by lm-evaluation-harness (conf/harness/<name>.yaml, cpt/harness/): not part of
+    a run's identity."""
+
+    name: str = "none"
+    tasks: list[Any] = field(default_factory=list)  # names, YAML paths, `synthetic`, or {task, dataset}; [] = off
+    num_fewshot: Optional[int] = None  # null: each task's own
+    limit: Optional[float] = None  # items per task (< 1: a fraction); null: all
+    batch_size: int = 64
+    at: str = "stages"  # stages: every stage end and the final model; final: the final model and its references
+
+
+@dataclass
 class Paths:
     output_dir: str = "outputs"  # root of everything a run writes
 
@@ -212,6 +262,7 @@ class RunConfig:
     replay: float = 0.0  # fraction of each continual stage's sequences re-read from earlier data
     schedule: Schedule = field(default_factory=Schedule)
     recipe: Recipe = field(default_factory=Recipe)
+    merge: Merge = field(default_factory=Merge)
     pretrain: Pretrain = field(default_factory=Pretrain)
     tokenizer: str = "bpe"
     objective: Any = "final/avg_loss"  # a metric name, or a list for multi-objective sweeps
@@ -226,6 +277,7 @@ class RunConfig:
     paths: Paths = field(default_factory=Paths)
     trainer: Trainer = field(default_factory=Trainer)
     tracking: Tracking = field(default_factory=Tracking)
+    harness: Harness = field(default_factory=Harness)
 
     def __post_init__(self):
         _check(0 <= self.warmup < 1, "warmup", self.warmup, "0 <= warmup < 1")
@@ -235,12 +287,14 @@ class RunConfig:
         _check(0 <= self.pretrain.warmup < 1, "pretrain.warmup", self.pretrain.warmup, "0 <= pretrain.warmup < 1")
         self.schedule.check(self)
         _check(self.recipe.name in RECIPES, "recipe", self.recipe.name, ", ".join(RECIPES))
+        self.merge.check(self.recipe.name)
         _check(not (self.recipe.name == "scratch" and self.model.init), "model.init", self.model.init,
                "only without recipe=scratch (scratch trains from random weights)")
         _check(len(self.shift.datasets) >= 2, "shift.datasets", len(self.shift.datasets), "at least 2 datasets")
         names = [d.name for d in self.shift.datasets]
         _check(len(set(names)) == len(names), "shift.datasets", names,
                "distinct dataset names (a repeat of `x` is named `x.1`, `x.2`, ...)")
+        self._check_model_and_objective(names)
         seq = self.model.seq_len
         _check(self.batch.tokens % seq == 0 and self.batch.tokens >= seq, "batch.tokens", self.batch.tokens,
                f"a positive multiple of model.seq_len ({seq})")
@@ -248,6 +302,9 @@ class RunConfig:
         from cpt.dist.strategy import check_trainer
 
         check_trainer(self)
+        from cpt.harness.spec import check_harness
+
+        check_harness(self.harness, names)
         for i, d in enumerate(self.shift.datasets):
             check_source(d.source, f"shift.datasets.{i}.source")
             _check(d.tokens >= self.batch.tokens, f"shift.datasets.{i}.tokens", d.tokens,
@@ -256,6 +313,8 @@ class RunConfig:
                    f"at least one sequence (model.seq_len={seq})")
         _check(self.eval.interval_steps > 0, "eval.interval_steps", self.eval.interval_steps, "> 0")
         _check(self.eval.warmup_interval_steps > 0, "eval.warmup_interval_steps", self.eval.warmup_interval_steps, "> 0")
+        _check(0 <= self.eval.dense_fraction <= 1, "eval.dense_fraction", self.eval.dense_fraction, "0 <= eval.dense_fraction <= 1")
+        _check(self.eval.dense_evals >= 0, "eval.dense_evals", self.eval.dense_evals, ">= 0 (0 = no dense window)")
         _check(self.log_interval_steps > 0, "log_interval_steps", self.log_interval_steps, "> 0")
         _check(self.checkpoint.interval_steps >= 0, "checkpoint.interval_steps", self.checkpoint.interval_steps,
                ">= 0 (0 = no periodic checkpoints)")
@@ -263,6 +322,17 @@ class RunConfig:
         _check(self.tracking.connect_timeout_s > 0, "tracking.connect_timeout_s", self.tracking.connect_timeout_s, "> 0")
         _check(self.shift.bpe_vocab_size >= 300, "shift.bpe_vocab_size", self.shift.bpe_vocab_size,
                ">= 300 (256 bytes + merges + EOS)")
+
+    def _check_model_and_objective(self, names: list[str]) -> None:
+        m = self.model  # a shape Hugging Face cannot build fails at model construction, with a traceback
+        _check(m.n_head > 0 and m.d_model % m.n_head == 0, "model.d_model", m.d_model,
+               f"a multiple of model.n_head ({m.n_head}): each head gets d_model / n_head dimensions")
+        # Checked against the metric names the run logs (cpt/plan/metrics.py), before any training.
+        logged = [*(f"final/{n}/loss" for n in names), "final/upstream_loss", "final/downstream_loss",
+                  "final/avg_loss", "forgetting", *(f"forgetting/{n}" for n in names[:-1]), "adaptation",
+                  "compute/tokens", "compute/tokens_with_prefix", "compute/flops"]
+        for o in self.objective if isinstance(self.objective, (list, tuple)) else [self.objective]:
+            _check(o in logged, "objective", o, "one of the metrics the run logs: " + ", ".join(logged))
 
     @property
     def sequences_per_batch(self) -> int:
@@ -288,13 +358,23 @@ def _build(cls, data: Any, prefix: str):
     names = {f.name for f in dataclasses.fields(cls)}
     unknown = sorted(set(data) - names)
     if unknown:
-        raise UserError(f"{prefix}{unknown[0]}: unknown key; allowed keys here: {', '.join(sorted(names))}")
+        raise unknown_key(prefix, unknown[0], names)
     kwargs = {k: _convert(hints[k], v, f"{prefix}{k}") for k, v in data.items()}
     missing = [f.name for f in dataclasses.fields(cls) if f.name not in kwargs
                and f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING]
     if missing:
         raise UserError(f"{prefix}{missing[0]}: required key is missing")
     return cls(**kwargs)
+
+
+def unknown_key(prefix: str, name: str, names) -> UserError:
+    """The one message for a key the schema lacks (`+key=`, or any override: cpt/config/overrides.py):
+    the keys allowed at its level and the nearest of them."""
+    import difflib
+
+    near = difflib.get_close_matches(name, sorted(names), n=1, cutoff=0.6)
+    return UserError(f"{prefix}{name}: unknown key; allowed keys here: {', '.join(sorted(names))}"
+                     + (f"; nearest: {prefix}{near[0]}" if near else ""))
 
 
 def _convert(tp, value, key: str):

@@ -73,6 +73,25 @@ def prepare(cfg: RunConfig, progress: bool | None = None, workers: int | None = 
     return PreparedData(tok, fp, built)
 
 
+def check_budgets(cfg: RunConfig, data: PreparedData) -> dict[str, float]:
+    """Each dataset's budget against its built shard, before any MLflow run: a budget beyond the
+    training tokens would silently re-read the data, so it is an error unless shift.allow_epochs;
+    returns {dataset: epochs} of the datasets read more than once (for the run's params)."""
+    epochs = {}
+    for i, d in enumerate(cfg.shift.datasets):
+        shard = data.shards[d.name]
+        if shard.val_tokens < d.val_tokens:
+            raise UserError(f"shift.datasets.{i}.val_tokens={d.val_tokens}: dataset {d.name} has only "
+                            f"{shard.val_tokens:,} validation tokens; allowed at most that (or more text)")
+        if shard.train_tokens < d.tokens:
+            epochs[d.name] = d.tokens / shard.train_tokens
+            if not cfg.shift.allow_epochs:
+                raise UserError(f"shift.datasets.{i}.tokens={d.tokens}: dataset {d.name} has only "
+                                f"{shard.train_tokens:,} training tokens; allowed at most that, or "
+                                f"shift.allow_epochs=true to read it {epochs[d.name]:.2f} times")
+    return epochs
+
+
 def _check_windows(shard, key: str, seq_len: int) -> None:
     """Each split must hold one window of seq_len + 1 tokens (inputs and shifted targets)."""
     for split, n in (("train", shard.train_tokens), ("val", shard.val_tokens)):

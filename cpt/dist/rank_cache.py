@@ -46,3 +46,9 @@ class RankCache:
             self.cache.add_val(entry, losses)
         else:
             entry.result["val"] = {**entry.result["val"], **losses}
+
+    def add_scores(self, entry: Entry, scores: dict[str, dict]) -> None:
+        if self.dist.is_zero:
+            self.cache.add_scores(entry, scores)
+        else:
+            entry.result["harness"] = {**entry.result.get("harness", {}), **scores}

@@ -13,6 +13,7 @@ from cpt.plan.batching import BatchLayout, batch_layout
 from cpt.errors import check as _check
 
 ACCELERATORS = ("cpu", "gpu")
+PRECISIONS = ("32-true", "bf16-mixed", "16-mixed", "bf16-true", "16-true", "64-true")  # Lightning's names
 STRATEGIES = ("auto", "ddp", "fsdp")
 
 # Dense bf16 peak FLOP/s per device (vendor data sheets), matched against the CUDA device name:
@@ -26,12 +27,22 @@ def check_trainer(cfg) -> None:
     t = cfg.trainer
     _check(t.accelerator in ACCELERATORS, "trainer.accelerator", t.accelerator, ", ".join(ACCELERATORS))
     _check(t.strategy in STRATEGIES, "trainer.strategy", t.strategy, ", ".join(STRATEGIES))
+    _check(t.precision in PRECISIONS, "trainer.precision", t.precision, ", ".join(PRECISIONS))
     _check(t.devices >= 1, "trainer.devices", t.devices, ">= 1")
     _check(t.num_nodes >= 1, "trainer.num_nodes", t.num_nodes, ">= 1")
     _check(t.devices * t.num_nodes == 1 or t.strategy != "auto", "trainer.strategy", t.strategy,
            "ddp or fsdp when trainer.devices · trainer.num_nodes > 1")
     _check(t.peak_flops is None or t.peak_flops > 0, "trainer.peak_flops", t.peak_flops, "null or FLOP/s > 0")
     layout(cfg)
+
+
+def check_device(trainer) -> None:
+    """trainer=gpu needs a GPU here (not part of check_trainer: a dry run plans for another machine)."""
+    if trainer.accelerator == "gpu":
+        import torch
+
+        _check(torch.cuda.is_available(), "trainer.accelerator", "gpu",
+               "cpu on this machine: torch sees no CUDA GPU (trainer=cpu, or install a CUDA build of torch)")
 
 
 def layout(cfg) -> BatchLayout:

@@ -187,16 +187,22 @@ def _cached_revision(repo: str) -> str | None:
 
 def export_model(model, tokenizer, path: Path) -> Path:
     """Write `model` (+ tokenizer) as a Hugging Face directory at `path`, atomically."""
-    from cpt.data.tokenizer import EOS
     from cpt.store.atomic import atomic_dir
 
     with atomic_dir(path) as tmp:
         model.save_pretrained(tmp)
         tokenizer.save(str(tmp / "tokenizer.json"))
-        config = {"tokenizer_class": "PreTrainedTokenizerFast", "eos_token": EOS, "bos_token": EOS,
-                  "unk_token": EOS, "model_max_length": model.config.max_position_embeddings}
+        config = tokenizer_config(model.config.max_position_embeddings)
         (tmp / "tokenizer_config.json").write_text(json.dumps(config, indent=1))
     return path
+
+
+def tokenizer_config(max_length: int) -> dict:
+    """The chain's BPE as transformers sees it: an export's tokenizer_config.json, lm-eval's tokenizer."""
+    from cpt.data.tokenizer import EOS
+
+    return {"tokenizer_class": "PreTrainedTokenizerFast", "eos_token": EOS, "bos_token": EOS,
+            "unk_token": EOS, "model_max_length": max_length}
 
 
 def export_dir(root: Path, run_key: str) -> Path:

@@ -51,3 +51,23 @@ def gap_metrics(dataset: str, curve: Sequence[tuple[float, float]]) -> dict[str,
 def _tokens(x: float) -> int | float:
     # Token counts are whole numbers in the logs; keep a fractional axis as it came.
     return int(x) if float(x).is_integer() else x
+
+
+def stage_gap_metrics(evals: dict[int, dict[str, float]], batch_tokens: int) -> dict[str, float | int]:
+    """gap/<dataset>/… of one continual stage for every dataset evaluated at its step 0, from its
+    evals by optimizer step ({step: {dataset: loss}}); tokens since the start = step · batch."""
+    steps = sorted(evals)
+    if not steps or steps[0] != 0:
+        return {}
+    out: dict[str, float | int] = {}
+    for name in evals[0]:
+        curve = [(s * batch_tokens, evals[s][name]) for s in steps if name in evals[s]]
+        if math.isfinite(float(curve[0][1])):
+            out.update(gap_metrics(name, curve))
+    return out
+
+
+def staged(metrics: dict[str, float | int], stage: int) -> dict[str, float | int]:
+    """An earlier continual stage's gap metrics as the run logs them: gap/stage<k>/<dataset>/…
+    (the run's own stage keeps gap/<dataset>/…)."""
+    return {f"gap/stage{stage}/{k.removeprefix('gap/')}": v for k, v in metrics.items()}

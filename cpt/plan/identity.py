@@ -1,8 +1,9 @@
 """The one canonical identity function: canonical JSON of resolved values, then a hash.
 
 It names a stage prefix (the cache key of stages 0..k) and a whole run. What goes in is what
-determines the weights; what stays out (device count, paths, tracking, eval settings, dataset
-names) can change without invalidating anything.
+determines the weights; what stays out (device count, paths, tracking, dataset names) can change
+without invalidating anything. The eval cadence is in the run's identity only: a denser one
+trains the run again (its curves differ) from the same cached prefix.
 """
 
 from __future__ import annotations
@@ -80,7 +81,13 @@ def prefix_key(cfg, stages, k: int) -> str:
     return canonical_hash(prefix_identity(cfg, stages, k))
 
 
-def run_key(cfg, stages) -> str:
-    """The identity of a whole run: the full chain plus the knobs that only the run itself has."""
-    return canonical_hash({"chain": prefix_identity(cfg, stages, len(stages) - 1),
-                           "recipe": cfg.recipe.name, "objective": cfg.objective})
+def run_key(cfg, stages, merge_point: dict | None = None) -> str:
+    """The identity of a whole run: the full chain plus the knobs that only the run itself has.
+    A merge is one run per point (`merge_point`: {"alpha": α}, or a soup's runs and weights), so
+    the list of α is not part of it: adding an α to merge.alphas re-evaluates only the new one."""
+    # The eval cadence decides the curves a run logs (not its weights): a denser one is another run.
+    identity = {"chain": prefix_identity(cfg, stages, len(stages) - 1), "recipe": cfg.recipe.name,
+                "objective": cfg.objective, "eval": dataclasses.asdict(cfg.eval)}
+    if cfg.recipe.name == "merge":
+        identity["merge"] = merge_point or dataclasses.asdict(cfg.merge)
+    return canonical_hash(identity)

@@ -11,6 +11,7 @@
 - `scratch`: the last dataset alone, from random weights, with the continual stage's budget and
   the `pretrain.*` recipe.
 - `upstream-only`: stage 0 of the chain alone (the cached D0 model, evaluated on every dataset).
+- `merge`: the chain itself, trained by its `cpt` run; the merge trains nothing (cpt/run/merge.py).
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from cpt.config.schema import RunConfig
 
 def recipe_stages(cfg: RunConfig, chain: list) -> list:
     name = cfg.recipe.name
-    if name == "cpt":
+    if name in ("cpt", "merge"):  # a merge reads the weights of the cpt chain's stages
         return chain
     if name == "upstream-only":
         return chain[:1]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 from cpt.config.schema import RunConfig
@@ -63,12 +64,21 @@ def chain_plan(cfg: RunConfig) -> list[Stage]:
     return stages
 
 
-def eval_steps(total_steps: int, warmup_steps: int, interval: int, warmup_interval: int) -> list[int]:
-    """Optimizer steps before which every dataset is evaluated: step 0, every `interval`,
-    every `warmup_interval` while warming up (and for as long again, where the stability gap
-    lives), and after the last step (== total_steps)."""
+def eval_steps(total_steps: int, warmup_steps: int, interval: int, warmup_interval: int,
+               dense_fraction: float = 0.0, dense_evals: int = 0) -> list[int]:
+    """Optimizer steps before which every dataset is evaluated: step 0, every `interval`, the
+    dense window, every `warmup_interval` while warming up and for as long again, and after the
+    last step (== total_steps).
+
+    The dense window is where the stability gap lives (arXiv 2308.04014 Fig. 1: the rise and
+    recovery after re-warming), with or without a warm-up: the first `dense_fraction` of the
+    stage's steps, stretched to at least `dense_evals` steps, holding at least `dense_evals`
+    evaluations evenly spaced from step 0 (every step where the window is shorter)."""
     steps = set(range(0, total_steps, interval))
     steps.update(range(0, min(total_steps, 2 * warmup_steps), warmup_interval))
+    if dense_evals > 0:
+        window = min(total_steps, max(math.ceil(dense_fraction * total_steps), dense_evals))
+        steps.update(range(0, window, max(1, window // dense_evals)))
     steps.add(total_steps)
     return sorted(steps)
 

@@ -9,6 +9,8 @@ run (cpt/run/dry_run.py):
   against), then the recipe's one stage, cached like a prefix (a sweep over the continual knobs
   trains it once). The chain's stage 0 is their only reference.
 - `upstream-only`: stage 0 alone, cached; it is its own reference.
+- `merge`: the whole `cpt` chain, every stage cached (the last entry: the final weights a
+  `cpt` run keeps, cpt/run/merge.py); the references are the cpt run's.
 """
 
 from __future__ import annotations
@@ -49,7 +51,9 @@ def walk(cfg: RunConfig, stages: list[Stage]) -> Walk:
     if recipe in ("union", "scratch"):
         chain = chain_plan(cfg)
         steps.insert(0, Step(prefix_key(cfg, chain, 0), chain[0], True))
+    elif recipe == "merge":  # trains nothing: the cpt run's references, its last stage not one
+        steps = [Step(s.key, s.stage, i < len(steps) - 1) for i, s in enumerate(steps)]
     elif own is None:  # upstream-only: stage 0 is its own reference
         steps[0] = Step(steps[0].key, steps[0].stage, True)
-    shared = stages[:-1] if own else stages if recipe == "upstream-only" else []
+    shared = stages[:-1] if own else stages if recipe in ("upstream-only", "merge") else []
     return Walk(tuple(steps), own, tuple(shared))

@@ -36,7 +36,7 @@ def baseline_label(params: dict[str, str], tags: dict[str, str]) -> str | None:
     recipe = params.get("recipe", tags.get("cpt.recipe", "cpt"))
     label = tags.get("cpt.baseline", "")
     if label in ("", f"recipe={recipe}"):
-        return None if recipe in ("cpt", "") else recipe
+        return None if recipe in ("cpt", "", "merge") else recipe  # merges: points on the grid's merge.alpha axis
     return label
 
 

@@ -15,7 +15,8 @@ from cpt.errors import UserError
 
 def write_report(tracking: Tracking, report_id: str, output_dir: Path, name: str | None = None) -> Path:
     """Write <output_dir>/reports/<name>/ (name: the report id) and log its files as the
-    artifacts of one MLflow run (tag cpt.kind=report). Returns the path of report.md."""
+    artifacts of one MLflow run: the sweep's parent (cpt.kind=sweep), or for an experiment a run
+    tagged cpt.kind=report. Returns the path of report.md."""
     from cpt.reports.load import load
     from cpt.store.tracking import Tracker
 
@@ -28,17 +29,19 @@ def write_report(tracking: Tracking, report_id: str, output_dir: Path, name: str
     final = Path(output_dir) / "reports" / name
     with _replacing(final) as tmp:
         render(loaded, tmp)
-    tags = {"cpt.kind": "report", "cpt.report": name}
-    if loaded.scope == "sweep":
-        tags["cpt.sweep_id"] = report_id
-    Tracker(Tracking(loaded.uri, loaded.experiment, tracking.artifact_dir)).publish(f"report-{name}", final, tags)
+    # A sweep's report goes to the sweep's parent run; an experiment's to a run of its own.
+    tags = {"cpt.kind": "sweep", "cpt.sweep_id": report_id} if loaded.scope == "sweep" else \
+        {"cpt.kind": "report", "cpt.report": name}
+    Tracker(Tracking(loaded.uri, loaded.experiment, tracking.artifact_dir)).publish(
+        f"sweep {report_id}" if loaded.scope == "sweep" else f"report-{name}", final, tags, {"cpt.report": name})
     return final / "report.md"
 
 
 def render(loaded, out: Path) -> dict:
     """Every figure and table of the report into `out`; returns the figures by kind."""
-    from cpt.reports import analysis, markdown, plots
+    from cpt.reports import analysis, forecast, markdown, plots, stability
 
+    stability.fill_gaps(loaded.runs)  # runs logged before gap/* existed: from their curves
     keys, variants = analysis.variants(loaded.runs)
     grid = [v for v in variants if not v.baseline]
     figures: dict = {"curves": plots.curves(variants, out / "curves.png"),
@@ -55,7 +58,11 @@ def render(loaded, out: Path) -> dict:
     rows, source = analysis.compute_rows(variants)
     figures["compute"] = plots.compute(rows, out / "compute.png")
     markdown.write_tables(variants, keys, rows, out)
-    (out / "report.md").write_text(markdown.report_md(loaded, keys, variants, figures, front, rows, source))
+    text = markdown.report_md(loaded, keys, variants, figures, front, rows, source)
+    labels = {r.run_id: v.label for v in variants for r in v.runs}
+    text += "\n".join(stability.section(variants, markdown.md_table)
+                      + forecast.section(loaded.runs, markdown.md_table, lambda r: labels.get(r.run_id, r.name)) + [""])
+    (out / "report.md").write_text(text)
     return figures
 
 

@@ -1,7 +1,7 @@
 """Read a sweep's (or an experiment's) finished runs back from MLflow, through cpt.store.tracking only.
 
-A report id names a sweep (the `cpt.sweep_id` tag: the multirun's directory name) or, failing
-that, an MLflow experiment (all its runs). Each run comes with the curves a report draws and
+A report id names a sweep (the multirun's directory name: its id in a run's `cpt.sweep_ids`,
+so a run reused by a later sweep is in both reports) or, failing that, an MLflow experiment. Each run comes with the curves a report draws and
 the chain of prefix runs it started from, so a continual run's curves can be shown after the
 stage-0 curves they continue (the stability gap is the jump at that seam).
 """
@@ -48,12 +48,12 @@ def load(tracking: Tracking, report_id: str) -> Loaded:
         raise UserError(f"tracking.uri={tracking.uri}: no MLflow store there; point paths.output_dir "
                         "or tracking.uri at the store the runs were logged to")
     tracker, scope = Tracker(tracking), "sweep"
-    records = _finished(tracker, f"tags.`cpt.sweep_id` = '{report_id}' and tags.`cpt.kind` = 'run'")
+    records = _finished(tracker.sweep_records(report_id))
     if not records and (report_id == tracking.experiment or tracker.has_experiment(report_id)):
         if report_id != tracking.experiment:
             tracking = dataclasses.replace(tracking, experiment=report_id)
             tracker = Tracker(tracking)
-        records, scope = _finished(tracker, "tags.`cpt.kind` = 'run'"), "experiment"
+        records, scope = _finished(tracker.records("tags.`cpt.kind` = 'run'")), "experiment"
     if not records:
         sweeps = tracker.tag_values("cpt.sweep_id")
         raise UserError(f"report {report_id}: no finished runs of a sweep or experiment of that name in "
@@ -69,8 +69,8 @@ def load(tracking: Tracking, report_id: str) -> Loaded:
     return Loaded(report_id, scope, tracking.uri, tracking.experiment, runs)
 
 
-def _finished(tracker, filter_string: str) -> list[dict]:
-    return [r for r in tracker.records(filter_string) if r["status"] == "FINISHED"]
+def _finished(records: list[dict]) -> list[dict]:
+    return [r for r in records if r["status"] == "FINISHED"]
 
 
 def _with_curves(tracker, record: dict, known: dict) -> Run:

@@ -7,6 +7,7 @@ import math
 from pathlib import Path
 
 from cpt.reports.analysis import SEED, ComputeRow, Variant, dataset_names, n_datasets, num, short, table
+from cpt.reports.stability import gap_stats
 
 
 def md_table(head: list[str], rows: list[list[str]]) -> str:
@@ -23,7 +24,9 @@ def write_tables(variants: list[Variant], keys: list[str], compute_rows: list[Co
     n = n_datasets(variants)
     stats = [(f"D{k}_loss", lambda v, k=k: v.final(k)) for k in range(n)]
     stats += [(m.split("/")[-1], lambda v, m=m: v.stat(m)) for m in
-              ("final/upstream_loss", "final/downstream_loss", "final/avg_loss", "forgetting", "adaptation")]
+              ("final/upstream_loss", "final/downstream_loss", "final/avg_loss", "forgetting", "adaptation",
+               "final/harness_avg")]  # harness_avg: the task-score average (cpt/harness/metrics.py); nan without harness
+    stats += gap_stats(n)  # the last stage's stability gap (cpt/reports/stability.py)
     with open(out / "table.csv", "w", newline="") as f:
         w = csv.writer(f)
         w.writerow(["run", "baseline", *keys, "seeds"] + [f"{s}_{p}" for s, _ in stats for p in ("mean", "std")]

@@ -10,13 +10,16 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from cpt.config.schema import RunConfig
-from cpt.plan.identity import run_key
+from cpt.harness.stages import final_scores, harness_tasks, keep, score_entry
+from cpt.plan.identity import prefix_key, run_key
 from cpt.plan.metrics import final_metrics
 from cpt.plan.stages import build_plan
 from cpt.plan.walk import Step, Walk, walk
-from cpt.run.job import Job, start_path
+from cpt.run.job import Job, stage_result, start_path
 from cpt.store.prefix_cache import PrefixCache
 from cpt.store.run_status import run_status
+
+EXAMPLE_TEXT = "The history of"  # the input example of an exported model's MLflow pipeline
 
 
 @dataclass
@@ -27,8 +30,10 @@ class RunContext:
     params: dict = field(default_factory=dict)  # the flattened resolved config
     resolved_yaml: str = ""
     sweep_id: str = ""  # the multirun's directory name
-    run_name: str = "run"
+    description: str = ""  # the run's plan (cpt/run/dry_run.py), its MLflow description
+    run_name: str = "run"  # where `overrides` is empty (cpt/sweep/names.py names the others)
     extra_tags: dict = field(default_factory=dict)
+    overrides: list = field(default_factory=list)  # the job's own, as Hydra hands them
 
 
 @dataclass
@@ -49,24 +54,32 @@ def run(cfg: RunConfig, ctx: RunContext, say=print, dist=None) -> RunResult:
     """`dist`: this process's rank of the job (cpt/dist/ranks.py). Rank 0 alone logs, writes the
     cache and checkpoints, and decides what is cached or finished; the other ranks follow
     (cpt/dist/rank_cache.py)."""
-    from cpt.data.prepare import prepare
+    from cpt.data.prepare import check_budgets, prepare
     from cpt.dist.rank_cache import RankCache
     from cpt.dist.ranks import SINGLE
     from cpt.model.hf import check_init
     from cpt.store.tracking import NullTracker, Tracker
 
     check_init(cfg.model)  # a bad model.init fails before the data is prepared
+    tasks = harness_tasks(cfg)  # likewise a missing task file, or a hub task offline
     stages = build_plan(cfg)
     plan = walk(cfg, stages)
     dist = dist or SINGLE
     # first: a tracking server that does not answer stops us before any work
     tracker = Tracker(cfg.tracking) if dist.is_zero else NullTracker()
+    parent = tracker.sweep_parent(ctx.sweep_id)  # made by the multirun's callback (cpt/sweep/hydra_callbacks.py)
+    ctx = _described(cfg, ctx, parent) if dist.is_zero else ctx
     job = Job(cfg, ctx, None, tracker, RankCache(PrefixCache(cfg.paths.root / "cache"), dist), say)
+    job.tags, job.params, job.tasks = _job_tags(cfg, ctx, parent), {**ctx.params, **ctx.choices}, tasks
     rkey = run_key(cfg, stages)
     if (done := dist.broadcast(_finished(job, plan, rkey) if dist.is_zero else None)):
         return done
     job.data = dist.first(prepare, cfg)  # rank 0 builds the shards, the others open them
-    job.tags, job.params = _job_tags(cfg, ctx), {**ctx.params, **ctx.choices}
+    job.params.update({f"data.{n}.epochs": round(e, 3) for n, e in check_budgets(cfg, job.data).items()})
+    if cfg.recipe.name == "merge":  # trains nothing itself; the cpt run it reads is trained by `run`
+        from cpt.run.merge import run_merge
+
+        return RunResult(*run_merge(job, plan, stages, lambda c, x: run(c, x, say, dist)))
     entries, hits, offset = _walk_cached(job, plan)
     with job.cache.lock(f"run-{rkey}"):  # one job trains a run; a duplicate waits, then finds it finished
         if (done := dist.broadcast(_finished(job, plan, rkey) if dist.is_zero else None)):
@@ -75,11 +88,28 @@ def run(cfg: RunConfig, ctx: RunContext, say=print, dist=None) -> RunResult:
     return RunResult(metrics, log.run_id, hits, entries[0].result)
 
 
-def _job_tags(cfg: RunConfig, ctx: RunContext) -> dict:
-    from cpt.store.tracking import environment_tags
+def _described(cfg: RunConfig, ctx: RunContext, parent: dict | None) -> RunContext:
+    """The run's name (the keys its sweep varies, or its overrides) and its plan, which the MLflow
+    UI shows as the run's description: what `dry_run=true` prints, before any work."""
+    import dataclasses
 
-    return {**environment_tags(), "cpt.sweep_id": ctx.sweep_id, "cpt.recipe": cfg.recipe.name,
-            **{f"cpt.choice.{k}": v for k, v in ctx.choices.items()}, **ctx.extra_tags}
+    from cpt.run.dry_run import describe
+    from cpt.sweep.names import run_name
+
+    swept = parent["tags"].get("cpt.swept_keys", "").split(",") if parent else None
+    name = run_name(ctx.overrides, swept) if ctx.overrides else ctx.run_name
+    return dataclasses.replace(ctx, run_name=name, description=describe(cfg, ctx.choices))
+
+
+def _job_tags(cfg: RunConfig, ctx: RunContext, parent: dict | None) -> dict:
+    from cpt.store.tracking import PARENT_TAG, SWEEP_IDS_TAG, environment_tags
+
+    sweep = {SWEEP_IDS_TAG: ctx.sweep_id} if ctx.sweep_id else {}
+    if parent:  # the UI nests the job's runs (and the prefixes it trains) under the sweep's row
+        sweep[PARENT_TAG] = parent["run_id"]
+    return {**environment_tags(), "cpt.sweep_id": ctx.sweep_id, **sweep, "cpt.recipe": cfg.recipe.name,
+            "cpt.overrides": " ".join(ctx.overrides), **{f"cpt.choice.{k}": v for k, v in ctx.choices.items()},
+            **ctx.extra_tags}
 
 
 def _walk_cached(job: Job, plan: Walk):
@@ -92,6 +122,7 @@ def _walk_cached(job: Job, plan: Walk):
         entry, hit = _ensure(job, step, entry, offset)
         entries.append(entry)
         hits.append(hit)
+        score_entry(job, plan, i, entry)  # task scores beside the losses (harness.at)
         # Tokens the next stage's starting weights have seen: an infinite schedule continues from
         # before the anneal, so the annealed tail is a branch off the chain, not part of it.
         nxt = plan.next_stage(i)
@@ -112,27 +143,50 @@ def _final_stage(job: Job, plan: Walk, stages, entries, hits, offset, rkey):
     run_tags = {**job.tags, "cpt.kind": "run", "cpt.stage": stages[-1].index, "cpt.run_key": rkey,
                 "cpt.init_weights": str(start_path(entry, own)) if own else "",
                 "cpt.prefix_key": entry.key, "cpt.prefix_run_id": entry.result["run_id"],
-                "cpt.prefix_cached": all(hits), "cpt.reference_key": entries[0].key}
+                "cpt.prefix_cached": all(hits), "cpt.reference_key": entries[0].key,
+                "mlflow.note.content": job.ctx.description}
     st = None
     if own:  # resumes from its own checkpoint, in its own MLflow run, if a crash cut it short
-        st = _train_own(job, own, entry, offset, run_tags, rkey)
+        st, snap = _train_own(job, own, entry, offset, run_tags, rkey)
         log, final, last_at_start, end = st.log, st.metrics.evals[own.steps], st.metrics.evals[0][names[-1]], \
             offset + own.tokens
     else:  # nothing to train: the final losses are the cached model's
         log = job.tracker.start_run(job.ctx.run_name, job.params, run_tags)
+        log.log_inputs(job.inputs(plan.cached[-1].stage))
         final, last_at_start, end = entry.result["val"], entries[0].result["val"][names[-1]], offset
     with run_status(log):
         if job.ctx.resolved_yaml and not (st and st.reopened):
             log.log_text(job.ctx.resolved_yaml, "config.yaml")
         metrics = final_metrics(names, final, ref, last_at_start)
         metrics.update(_compute(job, plan, stages))
+        harness, scores = final_scores(job, plan, entries, own, end, log)
+        metrics.update(harness)
+        metrics.update(_gaps(plan, entries, st, cfg.batch.tokens))
         log.log_metrics(metrics, end)
         if cfg.export and job.cache.dist.is_zero:
             _export(job, log, job.model if own else job.weights(entry), rkey)
+        if st:  # the final weights, cached by the chain's prefix key: what recipe=merge reads
+            _keep_final(job, Step(prefix_key(cfg, stages, len(stages) - 1), own, False), st, snap, offset)
+            if scores:  # the final model's task scores, kept in that entry too
+                keep(job, job.cache.get(prefix_key(cfg, stages, len(stages) - 1)), scores)
         log.set_tags({IDENTITY_TAG: rkey})  # from now on a re-run of this identity is skipped
     if st and job.cache.dist.is_zero:
         st.checkpoints.clear()  # the run finished: its periodic checkpoints go
     return log, metrics
+
+
+def _gaps(plan: Walk, entries, st, batch_tokens: int) -> dict[str, float]:
+    """Stability-gap metrics of every continual stage: the own stage's from its evals
+    (gap/<dataset>/…), earlier ones' from their cache entries (gap/stage<k>/<dataset>/…)."""
+    from cpt.plan.gap import stage_gap_metrics, staged
+
+    out = {}
+    for step, entry in zip(plan.cached, entries):
+        if "gap" in entry.result and not step.stage.from_scratch:
+            out.update(staged(entry.result["gap"], step.stage.index))
+    if st is not None and not plan.own.from_scratch:
+        out.update(stage_gap_metrics(st.metrics.evals, batch_tokens))
+    return out
 
 
 def _compute(job: Job, plan: Walk, stages) -> dict[str, float]:
@@ -147,12 +201,26 @@ def _compute(job: Job, plan: Walk, stages) -> dict[str, float]:
 
 
 def _train_own(job: Job, own, entry, offset: int, run_tags: dict, rkey: str):
+    from cpt.plan.schedules import anneal_start_step
+    from cpt.train.callbacks import PreAnneal
     from cpt.train.resume import StageSpec, train_resumable
 
     name = job.names[own.dataset]
     job.say(f"stage {own.index} ({name}): {own.steps} steps, {own.tokens:,} tokens")
     spec = StageSpec(own, f"run-{rkey}", job.ctx.run_name, run_tags, offset, f"stage {own.index} {name}")
-    return train_resumable(job, spec, job.weights(entry, own))
+    anneal = anneal_start_step(own.schedule, own.steps)  # a longer chain continues from its entry's pre-anneal copy
+    snap = PreAnneal(anneal) if anneal is not None else None
+    return train_resumable(job, spec, job.weights(entry, own), callbacks=[snap] if snap else []), snap
+
+
+def _keep_final(job: Job, step: Step, st, snap, offset: int) -> None:
+    """Cache the run's final weights as the entry of its whole chain (a longer chain reuses it as
+    a prefix, `cpt cache rm` removes it); an entry already there (a forced re-run) is kept."""
+    if job.cache.get(step.key) is not None:
+        return
+    result = stage_result(step.stage, st.metrics.evals, offset, job.cfg.batch.tokens,
+                          snap.at_step if snap else None)
+    job.store_prefix(step, st.log, job.model, result, pre_anneal=snap.weights if snap else None)
 
 
 def _export(job: Job, log, model, rkey: str) -> None:
@@ -161,6 +229,8 @@ def _export(job: Job, log, model, rkey: str) -> None:
     path = export_model(model, job.data.tokenizer, export_dir(job.cfg.paths.root, rkey))
     log.set_tags({"cpt.export_dir": str(path)})
     job.say(f"exported the final model (Hugging Face format) to {path}")
+    uri = log.log_pipeline(path, EXAMPLE_TEXT)
+    job.say(f"logged it as an MLflow model: mlflow.transformers.load_model(\"{uri}\")")
 
 
 def _finished(job: Job, plan: Walk, rkey: str) -> RunResult | None:
@@ -172,8 +242,7 @@ def _finished(job: Job, plan: Walk, rkey: str) -> RunResult | None:
         return None
     job.say(f"run {rkey[:12]} finished already as MLflow run {done.info.run_id}: skipped "
             "(force=true trains it again)")
-    if job.ctx.sweep_id:  # it belongs to this sweep's table too
-        job.tracker.set_tags(done.info.run_id, {"cpt.sweep_id": job.ctx.sweep_id})
+    job.tracker.join_sweep(done.info.run_id, job.ctx.sweep_id)  # it belongs to this sweep's table too, and keeps its parent
     tidy_leftover(checkpoints_for(job.cfg, f"run-{rkey}"), job.tracker)  # a kill after FINISHED, before deleting them
     s0 = job.cache.cache.get(plan.cached[0].key)
     # Every cached stage the run walks was there: all hits.
@@ -202,6 +271,7 @@ def _ensure(job: Job, step: Step, prev, offset: int):
                     f"(trained by MLflow run {cached.result['run_id']}), reused")
             if cache.dist.is_zero:
                 tidy_leftover(checkpoints_for(job.cfg, f"prefix-{step.key}"), job.tracker)
+                job.tracker.join_sweep(cached.result["run_id"], job.ctx.sweep_id)
         missing = [n for n in job.names if n not in cached.result["val"]]
         if missing:  # a new chain evaluates datasets the entry has not seen, once
             cache.add_val(cached, job.evaluate(job.weights(cached), missing))
@@ -229,11 +299,7 @@ def _train_prefix(job: Job, step: Step, prev, offset: int):
     st = train_resumable(job, spec, model, callbacks=[snap] if snap else [])
     evals = st.metrics.evals
     with run_status(st.log):
-        result = {"val": evals[stage.steps], "val_at_start": evals[0], "end_tokens": offset + stage.tokens,
-                  "tokens": stage.tokens}
-        if snap:
-            result.update(pre_anneal_step=anneal, pre_anneal_tokens=offset + anneal * cfg.batch.tokens,
-                          val_pre_anneal=evals[anneal])
+        result = stage_result(stage, evals, offset, cfg.batch.tokens, anneal)
         entry = job.store_prefix(step, st.log, model, result, pre_anneal=snap.weights if snap else None)
     if job.cache.dist.is_zero:
         st.checkpoints.clear()  # the cache entry replaces them

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from typing import Callable
 
 from cpt.config.schema import RunConfig
+from cpt.plan.gap import stage_gap_metrics
 from cpt.plan.metrics import unigram_entropy
 from cpt.plan.stages import Stage
 from cpt.plan.walk import Step
@@ -23,6 +24,7 @@ class Job:
     tags: dict = field(default_factory=dict)  # tags of every MLflow run of the job
     params: dict = field(default_factory=dict)  # params of every MLflow run of the job
     model: object = None  # built once, on first use; every stage trains it in place
+    tasks: list = field(default_factory=list)  # the harness's resolved tasks (cpt/harness/stages.py)
 
     @property
     def names(self) -> list[str]:
@@ -57,6 +59,27 @@ class Job:
             log.log_metrics({"data/unigram_entropy": result["unigram_entropy"]}, 0)
         return self.cache.put(step.key, model.state_dict(), result, pre_anneal=pre_anneal)
 
+    def inputs(self, stage: Stage) -> list[dict]:
+        """The datasets of `stage` as MLflow inputs (tracking.RunLog.log_inputs), in chain order: the
+        one it trains on (`training`; a union's whole mix), those it re-reads (`replay`), and the
+        others it is evaluated on (`validation`). Source and digest: the shard's manifest and key."""
+        import json
+
+        mixed = {i for i, w in enumerate(stage.replay_weights) if w and stage.replay}
+        out: dict[str, dict] = {}
+        for i, name in enumerate(self.names):
+            context = "training" if i == stage.dataset or (mixed and stage.from_scratch and i in mixed) \
+                else "replay" if i in mixed else "validation"
+            shard = self.data.shards[name]
+            source = json.loads((shard.path / "manifest.json").read_text())["source"]
+            kind = source.get("source", {}).get("type", "local") if isinstance(source.get("source"), dict) else "local"
+            entry = {"name": name, "digest": shard.path.name.rsplit("-", 1)[-1], "source_type": kind,
+                     "source": json.dumps(source, sort_keys=True), "context": context,
+                     "profile": json.dumps({"train_tokens": shard.train_tokens, "val_tokens": shard.val_tokens})}
+            if name not in out or context == "training":  # D0 → D0: one input, the stage's own context
+                out[name] = entry
+        return list(out.values())
+
     def evaluate(self, model, names: list[str]) -> dict[str, float]:
         """Validation loss of datasets `names` for a model that is not being trained, on
         `eval_device`; the model goes back to the CPU, where the cache and the next stage want it."""
@@ -68,6 +91,19 @@ class Job:
         losses = evaluate(model.to(device), {n: loaders[n] for n in names}, device)
         model.to("cpu")
         return losses
+
+
+def stage_result(stage: Stage, evals: dict, offset: int, batch_tokens: int, anneal: int | None) -> dict:
+    """The result of a trained stage as its cache entry keeps it (besides run id and stage): its
+    losses at the end and at step 0, its tokens, and for an annealing stage its pre-anneal point."""
+    result = {"val": evals[stage.steps], "val_at_start": evals[0], "end_tokens": offset + stage.tokens,
+              "tokens": stage.tokens}
+    if not stage.from_scratch and not stage.init:  # a continual stage: its stability gap (cpt/plan/gap.py)
+        result["gap"] = stage_gap_metrics(evals, batch_tokens)
+    if anneal is not None:
+        result.update(pre_anneal_step=anneal, pre_anneal_tokens=offset + anneal * batch_tokens,
+                      val_pre_anneal=evals[anneal])
+    return result
 
 
 def start_path(entry, stage: Stage | None):

@@ -106,6 +106,11 @@ class PrefixCache:
         entry.result["val"] = {**entry.result["val"], **losses}
         write_atomic(entry.path / "result.json", json.dumps(entry.result, indent=1, sort_keys=True))
 
+    def add_scores(self, entry: Entry, scores: dict[str, dict]) -> None:
+        """Record task scores (cpt/harness/stages.py) the entry did not have, as add_val."""
+        entry.result["harness"] = {**entry.result.get("harness", {}), **scores}
+        write_atomic(entry.path / "result.json", json.dumps(entry.result, indent=1, sort_keys=True))
+
     @contextmanager
     def lock(self, key: str, wait: bool = True):
         """Exclusive lock on `key` (a prefix key, or run-<run key> for a run's own stage).

@@ -1,4 +1,5 @@
-"""How an MLflow run ends: FINISHED when its work completed, FAILED when it raised.
+"""How an MLflow run ends: FINISHED when its work completed, FAILED when it raised, KILLED when a
+signal stopped it (cpt/signals.py).
 
 KILLED is the third end state: `Tracker.end_stale` marks it on a RUNNING run that a killed
 process left behind (found under the lock of the stage or run it belongs to).
@@ -18,8 +19,10 @@ def run_status(log, finish: bool = True):
     whose run is ended once its result is stored)."""
     try:
         yield log
-    except BaseException:
-        log.end(FAILED)
+    except BaseException as e:
+        from cpt.errors import Preempted
+
+        log.end(KILLED if isinstance(e, Preempted) else FAILED)  # pre-empted: resumable, not broken
         raise
     if finish:
         log.end(FINISHED)

@@ -64,6 +64,10 @@ def load_state_dict_checked(model, state_dict: dict, source: Path | str) -> None
     model.load_state_dict(state_dict)
 
 
+class Damaged(UserError):
+    """A file we wrote that is missing, truncated or unreadable (not one of another stage or model)."""
+
+
 def torch_load(path: Path, what: str) -> dict:
     """Weights-only load of a file we wrote; missing, empty or corrupt files are one line."""
     import pickle
@@ -71,15 +75,15 @@ def torch_load(path: Path, what: str) -> dict:
     import torch
 
     if not path.is_file():
-        raise UserError(f"{path}: {what} is missing; delete its directory to start over")
+        raise Damaged(f"{path}: {what} is missing; delete its directory to start over")
     if path.stat().st_size == 0:
-        raise UserError(f"{path}: {what} is empty (corrupt); delete its directory to start over")
+        raise Damaged(f"{path}: {what} is empty (corrupt); delete its directory to start over")
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except (pickle.UnpicklingError, RuntimeError, EOFError, ValueError, OSError) as e:
         reason = short_reason(e, limit=120)
-        raise UserError(f"{path}: {what} is corrupt or not a weights-only torch file ({reason}); "
-                        "delete its directory to start over") from None
+        raise Damaged(f"{path}: {what} is corrupt or not a weights-only torch file ({reason}); "
+                      "delete its directory to start over") from None
 
 
 class StageCheckpoints:
@@ -138,6 +142,23 @@ class StageCheckpoints:
                 raise UserError(f"{d / STATE}: checkpoint lacks its {part} state; delete {self.root} to start over")
         return state
 
+    def load_newest(self, expect: dict, say) -> tuple[int, dict]:
+        """The newest checkpoint that loads: a damaged one (a crash or a full disk mid-copy) is
+        removed, `say` tells which and which older one is used; none intact: its one line."""
+        steps = self.steps()
+        for i, step in enumerate(reversed(steps)):
+            try:
+                return step, self.load(step, expect)
+            except Damaged as e:
+                if i == len(steps) - 1:
+                    raise
+                older = steps[-2 - i]
+                reason = str(e).split("; ")[0]  # without its advice to delete: the fallback is the remedy
+                say(f"checkpoint at step {step} is damaged ({reason}); removed, resuming from the intact one "
+                    f"at step {older} instead")
+                shutil.rmtree(self._dir(step), ignore_errors=True)
+        raise Damaged(f"{self.root}: no checkpoint to resume from")
+
     def record_run(self, info: dict) -> None:
         write_atomic(self.root / RUN, json.dumps(info, indent=1, sort_keys=True))
 
@@ -162,8 +183,8 @@ class StageCheckpoints:
         try:
             data = json.loads(path.read_text())
         except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
-            raise UserError(f"{path}: {what} is unreadable ({type(e).__name__}); delete "
-                            f"{path.parent} to start over") from None
+            raise Damaged(f"{path}: {what} is unreadable ({type(e).__name__}); delete "
+                          f"{path.parent} to start over") from None
         if not isinstance(data, dict):
             raise UserError(f"{path}: {what} is not a JSON object; delete {path.parent} to start over")
         return data

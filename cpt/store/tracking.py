@@ -26,6 +26,10 @@ PARAMS_PER_BATCH = 100
 BUSY_RETRY_S = 600.0
 SCHEMES = ("sqlite", "http", "https", "postgresql", "mysql", "mssql", "file", "databricks")
 IDENTITY_TAG = "cpt.identity.run_key"  # set on a run when it finishes: re-runs of it are skipped
+# The MLflow 3 UI opens an experiment without a kind on its GenAI overview; ours are training runs.
+EXPERIMENT_KIND = ("mlflow.experimentKind", "custom_model_development")
+PARENT_TAG = "mlflow.parentRunId"  # the UI nests a run under this one
+SWEEP_IDS_TAG = "cpt.sweep_ids"  # every sweep a run belongs to, comma-separated (its parent's first)
 
 
 def is_busy(error: BaseException) -> bool:
@@ -117,10 +121,12 @@ class Tracker:
                 location = None
                 if cfg.uri.startswith("sqlite:"):  # keep artifacts under outputs/, not ./mlruns
                     location = Path(cfg.artifact_dir).resolve().as_uri()
-                self.experiment_id = retry_busy(
-                    lambda: self.client.create_experiment(cfg.experiment, artifact_location=location))
+                self.experiment_id = retry_busy(lambda: self.client.create_experiment(
+                    cfg.experiment, artifact_location=location, tags=dict([EXPERIMENT_KIND])))
             else:
                 self.experiment_id = exp.experiment_id
+                if EXPERIMENT_KIND[0] not in exp.tags:  # made before cpt set it, or by hand
+                    retry_busy(lambda: self.client.set_experiment_tag(self.experiment_id, *EXPERIMENT_KIND))
 
     def start_run(self, name: str, params: dict, tags: dict) -> "RunLog":
         run = retry_busy(lambda: self.client.create_run(self.experiment_id, run_name=name,
@@ -180,6 +186,50 @@ class Tracker:
     def set_tags(self, run_id: str, tags: dict) -> None:
         RunLog(self.client, run_id).set_tags(tags)
 
+    # -- sweeps: one parent run per multirun (cpt.kind=sweep), found by its sweep id
+
+    def sweep_parent(self, sweep_id: str) -> dict | None:
+        """The parent run of sweep `sweep_id` as a plain dict, or None (no sweep, or none made)."""
+        if not sweep_id:
+            return None
+        found = retry_busy(lambda: self.records(f"tags.`cpt.kind` = 'sweep' and tags.`cpt.sweep_id` = '{sweep_id}'"))
+        return found[0] if found else None
+
+    def open_sweep(self, sweep_id: str, name: str, tags: dict) -> str:
+        """The RUNNING parent run of sweep `sweep_id`: made now, or reopened (a sweep dir run again,
+        e.g. an Optuna study that adds trials); returns its id."""
+        tags = {**tags, "cpt.kind": "sweep", "cpt.sweep_id": sweep_id, SWEEP_IDS_TAG: sweep_id}
+        found = self.sweep_parent(sweep_id)
+        if found is None:
+            return self.start_run(name, {}, tags).run_id
+        retry_busy(lambda: self.client.update_run(found["run_id"], status="RUNNING", name=name))
+        self.set_tags(found["run_id"], tags)
+        return found["run_id"]
+
+    def end_run(self, run_id: str, status: str) -> None:
+        retry_busy(lambda: self.client.set_terminated(run_id, status))
+
+    def join_sweep(self, run_id: str, sweep_id: str) -> None:
+        """Run `run_id` (a finished run skipped, a cached prefix reused, a stage resumed) belongs to
+        sweep `sweep_id` too: the id joins the run's list; its parent (a run has one) stays."""
+        record = self.record(run_id) if sweep_id else None
+        if record is None:
+            return
+        tags = record["tags"]
+        ids = [i for i in tags.get(SWEEP_IDS_TAG, tags.get("cpt.sweep_id", "")).split(",") if i]
+        if sweep_id not in ids:
+            self.set_tags(run_id, {SWEEP_IDS_TAG: ",".join(ids + [sweep_id])})
+
+    def sweep_records(self, sweep_id: str, kind: str = "run") -> list[dict]:
+        """The runs of `kind` that belong to sweep `sweep_id` (its id in their list; runs logged
+        before the list existed: their cpt.sweep_id), oldest first."""
+        kind_filter = f"tags.`cpt.kind` = '{kind}'"
+        found = {r["run_id"]: r for f in (f"tags.`{SWEEP_IDS_TAG}` LIKE '%{sweep_id}%'",
+                                          f"tags.`cpt.sweep_id` = '{sweep_id}'")
+                 for r in self.records(f"{f} and {kind_filter}")}
+        return sorted((r for r in found.values() if in_sweep(r["tags"], sweep_id)),
+                      key=lambda r: r["start_time"] or 0)
+
     def runs(self, filter_string: str) -> list:
         return self.client.search_runs([self.experiment_id], filter_string, max_results=10_000)
 
@@ -209,18 +259,28 @@ class Tracker:
         """The distinct values of a tag over this experiment's runs (e.g. every sweep id)."""
         return sorted({r["tags"][tag] for r in self.records("") if r["tags"].get(tag)})
 
-    def publish(self, name: str, folder: Path, tags: dict) -> str:
-        """Log every file of `folder` as artifacts of the run named `name` tagged `tags`
-        (created once, reused when published again); returns its run id."""
+    def publish(self, name: str, folder: Path, tags: dict, more_tags: dict | None = None) -> str:
+        """Log every file of `folder` as artifacts of the run tagged `tags` (a sweep's parent, or
+        one made now, named `name`, FINISHED); returns its run id. An existing run keeps its status:
+        a sweep's parent is ended by the sweep."""
         found = self.records(" and ".join(f"tags.`{k}` = '{v}'" for k, v in tags.items()))
-        run_id = found[0]["run_id"] if found else self.client.create_run(
-            self.experiment_id, run_name=name, tags={k: str(v) for k, v in tags.items()}).info.run_id
+        run_id = found[0]["run_id"] if found else None
+        if run_id is None:
+            run_id = self.client.create_run(self.experiment_id, run_name=name,
+                                            tags={k: str(v) for k, v in tags.items()}).info.run_id
+        self.set_tags(run_id, more_tags or {})
         self.client.log_artifacts(run_id, str(folder))
-        self.client.set_terminated(run_id, "FINISHED")
+        if not found:
+            self.client.set_terminated(run_id, "FINISHED")
         return run_id
 
     def artifacts(self, run_id: str) -> list[str]:
         return [a.path for a in self.client.list_artifacts(run_id)]
+
+
+def in_sweep(tags: dict, sweep_id: str) -> bool:
+    """Does a run with these tags belong to sweep `sweep_id`? (the one rule reports select by)"""
+    return sweep_id in tags.get(SWEEP_IDS_TAG, "").split(",") or tags.get("cpt.sweep_id") == sweep_id
 
 
 def _record(run) -> dict:
@@ -272,6 +332,40 @@ class RunLog:
     def log_text(self, text: str, name: str) -> None:
         self.client.log_text(self.run_id, text, name)
 
+    def log_inputs(self, inputs: list[dict]) -> None:
+        """The run's datasets as MLflow inputs (the UI's Dataset column; search `datasets.name`):
+        dicts of name, digest, source_type, source, profile and context (training / validation / replay)."""
+        from mlflow.entities import Dataset, DatasetInput, InputTag
+
+        items = [DatasetInput(Dataset(d["name"], d["digest"], d["source_type"], d["source"], profile=d.get("profile")),
+                              [InputTag("mlflow.data.context", d["context"])]) for d in inputs]
+        if items:
+            retry_busy(lambda: self.client.log_inputs(self.run_id, items))
+
+    def log_pipeline(self, model_dir: Path, example: str) -> str:
+        """The Hugging Face directory `model_dir` as this run's MLflow model `model` (transformers
+        flavour, a text-generation pipeline: `mlflow.transformers.load_model("runs:/<id>/model")`)."""
+        import logging
+        from importlib.metadata import version
+
+        import mlflow
+        import transformers
+
+        logging.getLogger("mlflow.transformers").setLevel(logging.ERROR)  # no model card / license: a local model
+        pipe = transformers.pipeline("text-generation", model=str(model_dir), tokenizer=str(model_dir))
+        # Named, not inferred: inferring loads the model again in a subprocess (~10 s) and probes
+        # packages the model does not use; the local version label (+cpu) is not on PyPI.
+        requirements = [f"{p}=={version(p).split('+')[0]}" for p in ("mlflow", "torch", "transformers", "tokenizers")]
+        before = mlflow.get_tracking_uri()
+        mlflow.set_tracking_uri(self.client.tracking_uri)
+        try:  # log_model wants an active run; leaving it marks the run FINISHED, `end` decides after
+            with mlflow.start_run(run_id=self.run_id):
+                mlflow.transformers.log_model(pipe, name="model", task="text-generation", input_example=example,
+                                              model_config={"max_new_tokens": 16}, pip_requirements=requirements)
+        finally:
+            mlflow.set_tracking_uri(before)
+        return f"runs:/{self.run_id}/model"
+
     def end(self, status: str = "FINISHED") -> None:
         self.flush()
         retry_busy(lambda: self.client.set_terminated(self.run_id, status))
@@ -294,6 +388,8 @@ class NullTracker:
     def finish_if_running(self, run_id: str) -> None: ...
     def end_stale(self, filter_string: str) -> int: return 0
     def set_tags(self, run_id: str, tags: dict) -> None: ...
+    def sweep_parent(self, sweep_id: str) -> None: return None
+    def join_sweep(self, run_id: str, sweep_id: str) -> None: ...
 
 
 class NullLog:
@@ -304,6 +400,7 @@ class NullLog:
     def flush(self) -> None: ...
     def set_tags(self, tags: dict) -> None: ...
     def log_text(self, text: str, name: str) -> None: ...
+    def log_inputs(self, inputs: list[dict]) -> None: ...
     def end(self, status: str = "FINISHED") -> None: ...
 
 

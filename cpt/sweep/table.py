@@ -13,11 +13,10 @@ def sweep_rows(tracking: Tracking, sweep_id: str) -> tuple[list[str], list[dict]
     (keys that come with a group choice, e.g. schedule.cooldown with schedule, left out)."""
     from cpt.store.tracking import Tracker
 
-    runs = Tracker(tracking).runs(f"tags.`cpt.sweep_id` = '{sweep_id}' and tags.`cpt.kind` = 'run'")
-    runs = [r for r in runs if r.info.status == "FINISHED"]
-    params = [r.data.params for r in runs]
+    runs = [r for r in Tracker(tracking).sweep_records(sweep_id) if r["status"] == "FINISHED"]
+    params = [r["params"] for r in runs]
     keys = swept_keys(params) + ([SEED] if len({p.get(SEED) for p in params}) > 1 else [])
-    rows = [{**{k: p.get(k, "") for k in keys}, **{c: r.data.metrics.get(c) for c in COLUMNS}}
+    rows = [{**{k: p.get(k, "") for k in keys}, **{c: r["metrics"].get(c) for c in COLUMNS}}
             for p, r in zip(params, runs)]
     rows.sort(key=lambda row: [num(row[k]) for k in keys])
     return keys, rows
@@ -25,11 +24,18 @@ def sweep_rows(tracking: Tracking, sweep_id: str) -> tuple[list[str], list[dict]
 
 def format_table(keys: list[str], rows: list[dict]) -> str:
     head = keys + ["upstream", "downstream", "avg"]
-    body = [[str(r[k]) for k in keys] + [f"{r[c]:.4f}" if r[c] is not None else "-" for c in COLUMNS]
-            for r in rows]
+    body = [[str(r[k]) for k in keys] + [_cell(r, c) for c in COLUMNS] for r in rows]
     widths = [max(len(h), *(len(b[i]) for b in body)) if body else len(h) for i, h in enumerate(head)]
     fmt = "  ".join(f"{{:<{w}}}" for w in widths)
     return "\n".join([fmt.format(*head), fmt.format(*("-" * w for w in widths))] + [fmt.format(*b) for b in body])
+
+
+def _cell(row: dict, column: str) -> str:
+    """A loss to 4 decimals, with its band where the row has one (`<column>±`: a forecast's)."""
+    if row[column] is None:
+        return "-"
+    band = row.get(f"{column}±")
+    return f"{row[column]:.4f}" + (f" ± {band:.4f}" if band is not None else "")
 
 
 def sweep_table(tracking: Tracking, sweep_id: str) -> str:

@@ -16,11 +16,11 @@ from dataclasses import dataclass
 import lightning as L
 import torch
 
-from cpt import faults
+from cpt import faults, signals
 from cpt.train.callbacks import StageMetrics
 from cpt.dist.full_state import full_optimizer, full_weights
 from cpt.store.stage_checkpoints import StageCheckpoints, load_state_dict_checked, starting_point
-from cpt.errors import TrainingDiverged, UserError
+from cpt.errors import Preempted, TrainingDiverged, UserError
 from cpt.store.run_status import run_status
 
 
@@ -41,11 +41,17 @@ class PeriodicCheckpoint(L.Callback):
         self.store, self.interval, self.keep_last = store, interval, keep_last
         self.meta, self.before_save = meta, before_save
 
+    def on_train_start(self, trainer, module):
+        signals.install()  # over the SIGTERM handler Lightning registered at fit start
+
     def on_train_batch_start(self, trainer, module, batch, batch_idx):
         m = next(c for c in trainer.callbacks if isinstance(c, StageMetrics))
         step = m.step(trainer)
         if not self.interval or batch_idx % m.accumulate or step == m.start or step % self.interval:
             return
+        self._save(trainer, module, m, step)
+
+    def _save(self, trainer, module, m, step: int) -> None:
         self.before_save()
         # Collectives first, on every rank: the metrics' counts of all ranks, and under FSDP the
         # full weights and optimizer state gathered from the shards (cpt/dist/full_state.py).
@@ -60,8 +66,16 @@ class PeriodicCheckpoint(L.Callback):
 
     def on_train_batch_end(self, trainer, module, outputs, batch, batch_idx):
         m = next(c for c in trainer.callbacks if isinstance(c, StageMetrics))
-        if (batch_idx + 1) % m.accumulate == 0:
-            faults.reached("step")
+        if (batch_idx + 1) % m.accumulate:
+            return
+        faults.reached("step")
+        signum = signals.pending()
+        # A signal in the stage's last step: the stage finishes and is stored; signals.check stops after.
+        if signum is not None and trainer.global_step < trainer.max_steps:
+            step = m.step(trainer)
+            self._save(trainer, module, m, step)  # its evaluation at `step`, if due, runs on resume
+            raise signals.stopped(signum, f"stopped after step {step} of {m.start + trainer.max_steps}, "
+                                 f"checkpoint written in {self.store.root}")
 
 
 @dataclass
@@ -94,6 +108,7 @@ def train_resumable(job, spec: StageSpec, model, callbacks=()) -> StageRun:
     from cpt.train.trainer import train_stage
 
     cfg, stage = job.cfg, spec.stage
+    signals.check(f"{spec.title} not started (the stage before it is stored)")  # a signal in that stage's last step
     store = checkpoints_for(cfg, spec.checkpoints)
     store.discard_partial()
     latest = store.latest()
@@ -102,7 +117,7 @@ def train_resumable(job, spec: StageSpec, model, callbacks=()) -> StageRun:
     state = None
     if starting_point(latest, stage.init, stage.from_scratch) == "checkpoint":
         # Over whatever the caller loaded (model.init, the previous stage): the run's own wins.
-        state = store.load(latest, meta)
+        latest, state = store.load_newest(meta, job.say)  # past a damaged newest one, if an older loads
         load_state_dict_checked(model, state["model"], store.root / f"step-{latest:08d}")
         if "rng" in state:
             torch.set_rng_state(state["rng"])
@@ -111,12 +126,16 @@ def train_resumable(job, spec: StageSpec, model, callbacks=()) -> StageRun:
     log, reopened = _open_run(store, job.tracker, spec.run_name, job.params, spec.tags, resumed_tags)
     if reopened:
         job.say(f"{spec.title}: continuing MLflow run {log.run_id}")
+    log.log_inputs(job.inputs(stage))
     try:
         with run_status(log, finish=False):
             saver = PeriodicCheckpoint(store, cfg.checkpoint.interval_steps, cfg.checkpoint.keep_last, meta,
                                        log.flush)
-            cb = train_stage(cfg, stage, model, job.data, log.log_metrics, spec.offset, spec.title,
-                             callbacks=[*callbacks, saver], resume=state)
+            with signals.deferred():
+                cb = train_stage(cfg, stage, model, job.data, log.log_metrics, spec.offset, spec.title,
+                                 callbacks=[*callbacks, saver], resume=state)
+    except Preempted as e:
+        raise Preempted(f"{spec.title} {e}; MLflow run {log.run_id} is marked KILLED", e.signum) from None
     except FloatingPointError as e:
         raise TrainingDiverged(f"{spec.title}: {e}; stopped: MLflow run {log.run_id} is marked FAILED and "
                                f"nothing was cached; allowed: a finite loss (lower the LR or check the data)") from None
@@ -127,9 +146,9 @@ def _open_run(store: StageCheckpoints, tracker, run_name, params, tags, resumed_
     """Reopen the MLflow run recorded beside the checkpoints, or start one and record it."""
     rec = store.recorded_run()
     if rec and rec.get("tracking_uri") == tracker.uri and rec.get("experiment_id") == tracker.experiment_id:
-        sweep = {"cpt.sweep_id": tags["cpt.sweep_id"]} if tags.get("cpt.sweep_id") else {}
-        log = tracker.reopen(rec["run_id"], {**sweep, **resumed_tags})
-        if log is not None:
+        log = tracker.reopen(rec["run_id"], resumed_tags)
+        if log is not None:  # it keeps its parent; this sweep joins its list of sweeps
+            tracker.join_sweep(log.run_id, tags.get("cpt.sweep_id", ""))
             return log, True
     log = tracker.start_run(run_name, params, {**tags, **resumed_tags})
     if log.run_id:  # not on ranks > 0 (cpt/dist/ranks.py): they log nothing, rank 0 records its run

@@ -79,7 +79,7 @@ def train_stage(cfg: RunConfig, stage: Stage, model, data: PreparedData, sink, t
         gradient_clip_val=1.0,  # both papers clip the global gradient norm at 1.0
         logger=False, enable_checkpointing=False, enable_model_summary=False,
         num_sanity_val_steps=0, limit_val_batches=0,
-        callbacks=all_callbacks,
+        callbacks=all_callbacks, plugins=_cluster_plugins(),
     )
     trainer.fit(module, _loader(cfg, stage, data, start, rank))
     if fsdp:  # the full weights gather on rank 0 (a collective: every rank calls it)
@@ -89,6 +89,13 @@ def train_stage(cfg: RunConfig, stage: Stage, model, data: PreparedData, sink, t
     elif t.activation_checkpointing:
         model.gradient_checkpointing_disable()
     return metrics
+
+
+def _cluster_plugins() -> list:
+    """Under SLURM, Lightning's own requeue off: cpt checkpoints and requeues (cpt/signals.py)."""
+    from lightning.pytorch.plugins.environments import SLURMEnvironment
+
+    return [SLURMEnvironment(auto_requeue=False)] if SLURMEnvironment.detect() else []
 
 
 def _module(cfg: RunConfig, stage: Stage, model, resume: dict | None, fsdp: bool):
@@ -118,7 +125,9 @@ def _metrics(cfg: RunConfig, stage: Stage, data: PreparedData, sink, token_offse
     from cpt.train.callbacks import MetricsSpec, StageMetrics
 
     T, lay = stage.steps, layout(cfg)
-    evals_at = eval_steps(T, warmup_steps(stage.schedule, T), cfg.eval.interval_steps, cfg.eval.warmup_interval_steps)
+    e = cfg.eval
+    evals_at = eval_steps(T, warmup_steps(stage.schedule, T), e.interval_steps, e.warmup_interval_steps,
+                          e.dense_fraction, e.dense_evals)
     anneal = anneal_start_step(stage.schedule, T)
     if anneal is not None:  # the pre-anneal model's losses: what the anneal adds on top
         evals_at.append(anneal)

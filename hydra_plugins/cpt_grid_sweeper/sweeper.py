@@ -8,6 +8,7 @@ from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.core.override_parser.types import Override
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
+from cpt.cli.sweep_check import check_sweeper_jobs
 from cpt.sweep.env_names import BASELINE_ENV_VAR
 
 from . import config as _config  # noqa: F401  (registers the config with Hydra)
@@ -93,5 +94,7 @@ class GridWithBaselinesSweeper(BasicSweeper):
         assert self.hydra_context is not None
         parser = OverridesParser.create(config_loader=self.hydra_context.config_loader)
         jobs = split(self.grid, self.common, self.baselines, self._arguments, parser)
+        # Every value of the grid, the common axes and the baselines, before the first job trains.
+        check_sweeper_jobs(jobs, self.hydra_context.config_loader, self.config)
         n = max_batch_size or len(jobs) or 1
         return [jobs[i:i + n] for i in range(0, len(jobs), n)]

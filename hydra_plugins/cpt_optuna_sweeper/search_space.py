@@ -60,6 +60,12 @@ class SearchSpace:
             lines.append(f"{key}={text if text is not None else _number_text(value)}")
         return lines
 
+    def extremes(self) -> dict[str, list[Any]]:
+        """Every choice of a categorical parameter, both bounds of any other: the values checked
+        before the first trial (a bound the run rejects would otherwise fail trials at random)."""
+        return {key: list(dist.choices) if isinstance(dist, CategoricalDistribution) else [dist.low, dist.high]
+                for key, dist in self.distributions.items()}
+
     def grid(self) -> dict[str, list[Any]]:
         """Every value of every parameter, for ``optuna.samplers.GridSampler``."""
         return {key: _grid_values(key, dist) for key, dist in self.distributions.items()}

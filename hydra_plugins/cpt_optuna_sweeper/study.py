@@ -95,6 +95,23 @@ def open_study(
     return study
 
 
+def check_storage(storage: str | None) -> None:
+    """Connect to a database storage once, from Hydra's start-of-sweep callback (it runs before the
+    sweeper) before it opens the sweep's MLflow run, so a storage that cannot be opened writes nothing."""
+    from sqlalchemy.exc import IntegrityError, ProgrammingError, SQLAlchemyError
+
+    if storage is None or storage.startswith("sqlite:///"):
+        return  # in memory, or a local file that opening creates
+    try:
+        optuna.storages.RDBStorage(storage)
+    except ImportError as e:
+        raise _storage_error(storage, f"no driver for this database: {e.__cause__ or e}") from None
+    except (IntegrityError, ProgrammingError):
+        pass  # another sweep is creating the tables: open_study retries
+    except SQLAlchemyError as e:
+        raise _storage_error(storage, short_reason(e, limit=200)) from None
+
+
 def _storage_error(storage: str, reason: str):
     """One line naming the key and what is allowed (the sweeper prints it and exits 2)."""
     shown = re.sub(r"//([^:/@]+):[^@/]*@", r"//\1:***@", storage)  # no password on screen

@@ -17,6 +17,7 @@ from hydra.types import HydraContext, TaskFunction
 from omegaconf import DictConfig, ListConfig, OmegaConf
 from optuna.trial import FrozenTrial, Trial, TrialState
 
+from cpt.cli.sweep_check import check_sweeper_jobs, one_value_each
 from cpt.errors import UserError, report
 from cpt.sweep.env_names import STUDY_ENV_VAR, TRIAL_ENV_VAR
 
@@ -75,6 +76,9 @@ class OptunaSweeper(Sweeper):
         assert self.hydra_context is not None and self.config is not None and self.launcher is not None
         parser = OverridesParser.create(config_loader=self.hydra_context.config_loader)
         space = build_search_space(self.params, arguments, parser)
+        axes = [[space.overrides({k: v})[-1] for v in values] for k, values in space.extremes().items()]
+        check_sweeper_jobs(one_value_each(list(space.fixed.values()), axes), self.hydra_context.config_loader,
+                           self.config)
         try:
             study = open_study(
                 study_name=self.study_name,

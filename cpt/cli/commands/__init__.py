@@ -9,5 +9,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "schedule": ("cpt.cli.commands.schedule", "draw the learning rate of a whole chain over tokens (PNG)"),
     "prepare": ("cpt.cli.commands.prepare", "tokenize and shard the datasets of a run ahead of training"),
     "cache": ("cpt.cli.commands.cache", "list or remove cached stage prefixes and periodic checkpoints"),
+    "evaluate": ("cpt.cli.commands.evaluate", "score an existing model with lm-evaluation-harness (no training)"),
     "report": ("cpt.cli.commands.report", "write the trade-off report of a sweep or experiment from MLflow"),
+    "forecast": ("cpt.cli.commands.forecast", "fit loss laws to finished runs' curves and forecast untried configs"),
 }

@@ -1,0 +1,105 @@
+"""Pre-emption: SIGTERM, SIGINT and SLURM's warning signal stop a run so that it can resume.
+
+Outside a stage's training loop the handler raises `Preempted` at once (nothing is half-done
+there that a checkpoint could keep). Inside it (`deferred`) the signal is only recorded: the
+current optimizer step finishes, PeriodicCheckpoint writes the stage's checkpoint and raises
+(cpt/train/resume.py). `run_status` marks the MLflow run KILLED on `Preempted`; the entry point
+prints one line with the command that resumes and exits 128 + the signal number.
+
+SLURM: `signal_delay_s` of conf/hydra/launcher/submitit_slurm.yaml makes SLURM send SIGUSR2
+(submitit's choice; `--signal=USR1@<s>` sends SIGUSR1) before the time limit; cpt then checkpoints and requeues the job (`scontrol requeue`), and the
+requeued job resumes from that checkpoint. Lightning's own requeue is off (cpt/train/trainer.py).
+"""
+
+from __future__ import annotations
+
+import os
+import shlex
+import signal
+import subprocess
+import sys
+
+from cpt.errors import Preempted
+
+# SLURM's warning before the time limit: submitit asks for SIGUSR2 (signal_delay_s), `--signal=USR1@<s>` for SIGUSR1.
+WARNING = (signal.SIGUSR1, signal.SIGUSR2)
+_pending: list[int] = []  # the signal received while deferred
+_deferring = [False]
+
+
+def _signals() -> list[int]:
+    # The warning signals only under SLURM: elsewhere their default (terminate) is what a user expects.
+    return [signal.SIGTERM, signal.SIGINT] + (list(WARNING) if os.environ.get("SLURM_JOB_ID") else [])
+
+
+def _handler(signum, _frame):
+    if _deferring[0]:
+        _pending[:] = [signum]
+        return
+    raise stopped(signum, "the run stopped outside a training loop (nothing of it is half-written)")
+
+
+def install() -> None:
+    """Take SIGTERM / SIGINT (/ SIGUSR1 under SLURM) for this process (the main thread only);
+    Lightning registers its own SIGTERM handler at fit start, `deferred` takes it back."""
+    import threading
+
+    if threading.current_thread() is threading.main_thread():
+        for s in _signals():
+            signal.signal(s, _handler)
+
+
+class deferred:
+    """Inside a training loop: a signal waits for the step boundary (see `pending`)."""
+
+    def __enter__(self):
+        self.before = {s: signal.getsignal(s) for s in _signals()}
+        install()
+        _deferring[0] = True
+
+    def __exit__(self, *exc):
+        _deferring[0] = False
+        import threading
+
+        for s, h in self.before.items() if threading.current_thread() is threading.main_thread() else ():  # e.g. pytest's own SIGINT handler, in-process runs
+            if h is not None:
+                signal.signal(s, h)
+
+
+def pending() -> int | None:
+    return _pending[0] if _pending else None
+
+
+def check(where: str) -> None:
+    """Raise `Preempted` if a signal came while its training loop could not stop (its last step)."""
+    if _pending:
+        raise stopped(_pending.pop(), where)
+
+
+def name(signum: int) -> str:
+    return signal.Signals(signum).name
+
+
+def resume_command() -> str:
+    return shlex.join(["python", *sys.argv]) if sys.argv and sys.argv[0].endswith("run.py") else "the same command"
+
+
+def stopped(signum: int, what: str) -> Preempted:
+    _pending.clear()
+    return Preempted(what, signum)
+
+
+def final_line(error: Preempted) -> Preempted:
+    """The entry point's one line: the signal, what stopped where, the requeue, how to resume."""
+    return Preempted(f"{name(error.signum)}: {error}{requeue(error)}; to resume, run the same command: "
+                     f"{resume_command()}", error.signum)
+
+
+def requeue(error: Preempted) -> str:
+    """After SLURM's warning signal, once the checkpoint is written: put the job back in the queue."""
+    job = os.environ.get("SLURM_JOB_ID")
+    if error.signum not in WARNING or not job:
+        return ""
+    res = subprocess.run(["scontrol", "requeue", job], capture_output=True, text=True)
+    return f"; SLURM job {job} requeued" if res.returncode == 0 else \
+        f"; scontrol requeue {job} failed ({(res.stderr or res.stdout).strip()[:120]})"
