@@ -9,9 +9,6 @@ search path is accepted, a missing one is one line (exit 2) listing what is allo
 
 from __future__ import annotations
 
-import contextlib
-import io
-import sys
 from types import SimpleNamespace
 
 import pytest
@@ -21,6 +18,7 @@ from cpt.config.schema import check_group_choices
 from cpt.errors import UserError
 
 from conftest import CONF, ROOT, run_cli
+from conftest import hydra_multirun as run_py  # run.py in this process, its stdout
 
 # Modelled on conf/shift/synthetic-weak.yaml, at 16 steps of 512 tokens a stage.
 MY_CORPUS = """\
@@ -59,23 +57,6 @@ def my_conf(tmp_path_factory):
     (d / "shift" / "my-corpus.yaml").write_text(MY_CORPUS)
     (d / "model" / "my-model.yaml").write_text(MY_MODEL)
     return d
-
-
-def run_py(args: list[str]) -> str:
-    """`python run.py <args>` in this process (run.py's Hydra app and main_guard); its stdout."""
-    import hydra
-
-    from cpt.cli.task import main_guard, task
-
-    main = hydra.main(version_base="1.3", config_path=str(CONF), config_name="config")(task)
-    argv, printed = sys.argv, io.StringIO()
-    sys.argv = ["run.py", *args]
-    try:
-        with contextlib.redirect_stdout(printed):
-            main_guard(main, CONF, args)
-    finally:
-        sys.argv = argv
-    return printed.getvalue()
 
 
 def check(argv: list[str]) -> None:
