@@ -130,3 +130,22 @@ def test_cache_entries_keep_scores_and_evaluate_scores_a_finished_run(scored_run
     after = client.get_metric_history(result.run_id, "harness/cpt-syn-en-a/acc")
     assert len(after) > before  # logged to that run, nothing trained
     assert len(PrefixCache(out / "cache").entries()) == 2
+
+
+@pytest.mark.slow
+def test_a_finished_run_asked_for_tasks_it_lacks_scores_them_into_the_same_run(tmp_path):
+    from mlflow.tracking import MlflowClient
+
+    from cpt.config.schema import parse
+    from cpt.run.experiment import RunContext, run
+
+    out = tmp_path / "outputs"
+    first = run(parse(compose(TINY, out)), RunContext(run_name="plain"), say=lambda _: None)
+    said = []
+    again = run(parse(compose(TINY + ["harness=synthetic", "harness.limit=16"], out)), RunContext(run_name="plain"),
+                say=said.append)
+    assert again.run_id == first.run_id and again.skipped  # nothing trained
+    assert any("scoring the harness tasks it lacks" in line for line in said)
+    logged = MlflowClient(f"sqlite:///{out}/mlflow.db").get_run(first.run_id).data.metrics
+    assert "final/harness_avg" in logged and "final/harness_avg" in again.metrics
+    assert not any(k.startswith("harness/") for k in first.metrics)

@@ -36,7 +36,7 @@ def evaluate_existing(target: str, overrides: list[str], say=print) -> dict[str,
     mine = {o.lstrip("+~").split("=")[0].split(".")[0] for o in overrides}
     own = [o for o in record["tags"].get("cpt.overrides", "").split(" ")
            if o and o.lstrip("+~").split("=")[0].split(".")[0] not in mine]
-    return _run(target, compose_run_config(own + overrides), tracker, say)
+    return score_run(target, compose_run_config(own + overrides), tracker, say)
 
 
 def _job(cfg, tracker, data, say):
@@ -50,7 +50,7 @@ def _job(cfg, tracker, data, say):
     return job
 
 
-def _run(run_id: str, cfg, tracker, say) -> dict[str, float]:
+def score_run(run_id: str, cfg, tracker, say) -> dict[str, float]:
     """The run's final weights (the cache entry of its whole chain) and the model its last stage
     started from (the reference of harness_forgetting), each scored once and kept in its entry."""
     from cpt.data.prepare import prepare

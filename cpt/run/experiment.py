@@ -240,14 +240,31 @@ def _finished(job: Job, plan: Walk, rkey: str) -> RunResult | None:
     done = None if job.cfg.force else job.tracker.finished_run(rkey)
     if done is None:
         return None
-    job.say(f"run {rkey[:12]} finished already as MLflow run {done.info.run_id}: skipped "
-            "(force=true trains it again)")
+    metrics = dict(done.data.metrics)
+    lacking = _lacks_scores(job, metrics)
+    job.say(f"run {rkey[:12]} finished already as MLflow run {done.info.run_id}: " +
+            ("scoring the harness tasks it lacks on its kept final weights" if lacking
+             else "skipped (force=true trains it again)"))
     job.tracker.join_sweep(done.info.run_id, job.ctx.sweep_id)  # it belongs to this sweep's table too, and keeps its parent
     tidy_leftover(checkpoints_for(job.cfg, f"run-{rkey}"), job.tracker)  # a kill after FINISHED, before deleting them
+    if lacking:  # task scores belong to a finished run, not to its identity: added to the same run
+        from cpt.harness.existing import score_run
+
+        metrics.update(score_run(done.info.run_id, job.cfg, job.tracker, job.say))
     s0 = job.cache.cache.get(plan.cached[0].key)
     # Every cached stage the run walks was there: all hits.
-    return RunResult(dict(done.data.metrics), done.info.run_id, [True] * len(plan.cached),
-                     s0.result if s0 else {}, skipped=True)
+    return RunResult(metrics, done.info.run_id, [True] * len(plan.cached), s0.result if s0 else {}, skipped=True)
+
+
+def _lacks_scores(job: Job, metrics: dict) -> bool:
+    """Does a finished run lack a score of a task in harness.tasks?"""
+    if not job.cfg.harness.tasks:
+        return False
+    from cpt.harness.metrics import mlflow_name
+    from cpt.harness.stages import harness_tasks
+
+    return any(not any(k.startswith(f"harness/{mlflow_name(t.name)}/") for k in metrics)
+               for t in harness_tasks(job.cfg))
 
 
 def _ensure(job: Job, step: Step, prev, offset: int):
