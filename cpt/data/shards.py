@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 import numpy as np
 
@@ -33,6 +33,7 @@ class Shard:
     train_tokens: int
     val_tokens: int
     dtype: str
+    source: dict = field(default_factory=dict, compare=False)  # the manifest's source identity
 
     def array(self, split: str) -> np.ndarray:
         n = self.train_tokens if split == "train" else self.val_tokens
@@ -53,7 +54,7 @@ def open_shard(path: Path, tokenizer_fp: str) -> Shard | None:
         return None
     try:
         m = json.loads(manifest.read_text())
-        m = {k: m[k] for k in ("tokenizer", "train_tokens", "val_tokens", "dtype")}
+        m = {**{k: m[k] for k in ("tokenizer", "train_tokens", "val_tokens", "dtype")}, "source": m.get("source", {})}
         np.dtype(m["dtype"])
     except (OSError, UnicodeDecodeError, ValueError, KeyError, TypeError) as e:
         raise UserError(f"{manifest}: unreadable manifest ({type(e).__name__}: {str(e)[:60]}); "
@@ -61,7 +62,7 @@ def open_shard(path: Path, tokenizer_fp: str) -> Shard | None:
     if m["tokenizer"] != tokenizer_fp:
         raise UserError(f"{manifest}: built with tokenizer {m['tokenizer']}, this run's tokenizer is "
                         f"{tokenizer_fp}; allowed: the tokenizer it was built with (or delete {path} to rebuild it)")
-    shard = Shard(path, m["train_tokens"], m["val_tokens"], m["dtype"])
+    shard = Shard(path, m["train_tokens"], m["val_tokens"], m["dtype"], m["source"])
     itemsize = np.dtype(shard.dtype).itemsize
     for split, n in (("train", shard.train_tokens), ("val", shard.val_tokens)):
         f = path / f"{split}.bin"
@@ -133,4 +134,4 @@ def write_shard(path: Path, name: str, identity: dict, parts: list, dtype: str, 
         manifest = {"format": FORMAT, "name": name, "source": identity, "tokenizer": tokenizer_fp,
                     "dtype": dtype, "train_tokens": have["train"], "val_tokens": have["val"]}
         (tmp / "manifest.json").write_text(json.dumps(manifest, indent=1, sort_keys=True))
-    return Shard(path, have["train"], have["val"], dtype)
+    return Shard(path, have["train"], have["val"], dtype, identity)

@@ -70,11 +70,10 @@ class Job:
         for i, name in enumerate(self.names):
             context = "training" if i == stage.dataset or (mixed and stage.from_scratch and i in mixed) \
                 else "replay" if i in mixed else "validation"
-            shard = self.data.shards[name]
-            source = json.loads((shard.path / "manifest.json").read_text())["source"]
-            kind = source.get("source", {}).get("type", "local") if isinstance(source.get("source"), dict) else "local"
+            shard = self.data.shards[name]  # its source identity: what open_shard read from the manifest
+            kind = (shard.source.get("source") or {}).get("type", "local")
             entry = {"name": name, "digest": shard.path.name.rsplit("-", 1)[-1], "source_type": kind,
-                     "source": json.dumps(source, sort_keys=True), "context": context,
+                     "source": json.dumps(shard.source, sort_keys=True), "context": context,
                      "profile": json.dumps({"train_tokens": shard.train_tokens, "val_tokens": shard.val_tokens})}
             if name not in out or context == "training":  # D0 → D0: one input, the stage's own context
                 out[name] = entry
