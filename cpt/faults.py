@@ -9,6 +9,7 @@
 `action` is `kill` (default: SIGKILL to itself, exactly what `kill -9` does: no cleanup, no
 `finally`, no atexit), `raise` (an InjectedFault exception, for cheap in-process tests), or
 `term` / `int` / `usr1`: that signal to itself, as a scheduler or Ctrl-C sends it (cpt/signals.py).
+`@<rank>` after the action fires it in that rank's process only (LOCAL_RANK; every rank without it).
 Unset, it costs one dictionary lookup per call.
 """
 
@@ -28,6 +29,7 @@ class InjectedFault(RuntimeError):
 
 
 def parse(spec: str) -> tuple[str, int, str]:
+    spec, _, _rank = spec.partition("@")
     parts = spec.split(":")
     if len(parts) not in (2, 3) or parts[0] not in POINTS or not parts[1].isdigit():
         raise ValueError(f"{ENV}={spec}: expected <{'|'.join(POINTS)}>:<n>[:kill|raise]")
@@ -42,7 +44,8 @@ def reached(point: str) -> None:
     if not spec:
         return
     want, n, action = parse(spec)
-    if want != point:
+    rank = spec.partition("@")[2]
+    if want != point or (rank and os.environ.get("LOCAL_RANK", "0") != rank):
         return
     _counts[point] = _counts.get(point, 0) + 1
     if _counts[point] != n:

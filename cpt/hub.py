@@ -4,11 +4,40 @@ Both hub users, streamed datasets (`cpt/data/readers/hf.py`) and `model.init` do
 (`cpt/model/hf.py`), turn an unreachable hub into one UserError line pointing at local
 copies; every other failure keeps its own message. The libraries wrap the network error, so
 the whole cause chain is searched.
+
+Before either calls the hub, `unreachable_reason` probes it once (one HEAD request, a few
+seconds at most): the libraries' own retries took 33 s and 11 warning lines to give up.
 """
 
 from __future__ import annotations
 
+import os
 from typing import Iterator
+
+PROBE_TIMEOUT_S = 3.0
+_probed: dict[str, str] = {}  # endpoint -> "" (it answered) or why not: once per process
+OFFLINE_FLAGS = ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE")
+
+
+def unreachable_reason() -> str:
+    """Why the hub cannot be used from here ("" if it can): an offline flag, or no answer."""
+    import urllib.error
+    import urllib.request
+
+    for flag in OFFLINE_FLAGS:
+        if os.environ.get(flag, "").lower() in ("1", "true", "yes", "on"):
+            return f"offline mode: {flag}=1"
+    endpoint = os.environ.get("HF_ENDPOINT", "https://huggingface.co").rstrip("/")
+    if endpoint not in _probed:
+        try:  # any HTTP answer, even an error status, means the hub is there
+            urllib.request.urlopen(urllib.request.Request(endpoint, method="HEAD"), timeout=PROBE_TIMEOUT_S).close()
+            _probed[endpoint] = ""
+        except urllib.error.HTTPError:
+            _probed[endpoint] = ""
+        except (OSError, ValueError) as e:
+            reason = getattr(e, "reason", None) or e
+            _probed[endpoint] = f"{endpoint} did not answer within {PROBE_TIMEOUT_S:g} s: {str(reason)[:80]}"
+    return _probed[endpoint]
 
 
 def is_unreachable(error: BaseException) -> bool:

@@ -70,6 +70,22 @@ def pending() -> int | None:
     return _pending[0] if _pending else None
 
 
+def agreed(device) -> int | None:
+    """`pending` as all ranks see it: a signal that reached one rank stops them all at the same
+    step (the checkpoint is written collectively; a rank stopping alone would hang the others).
+    One all-reduce of one number per optimizer step, only when several ranks run."""
+    import torch
+    import torch.distributed as dist
+
+    if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
+        return pending()
+    flag = torch.tensor([pending() or 0], device=device)
+    dist.all_reduce(flag, op=dist.ReduceOp.MAX)
+    if flag.item() and not _pending:
+        _pending[:] = [int(flag.item())]  # this rank too: `check` after a stage's last step stops it as well
+    return pending()
+
+
 def check(where: str) -> None:
     """Raise `Preempted` if a signal came while its training loop could not stop (its last step)."""
     if _pending:

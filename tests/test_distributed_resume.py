@@ -1,5 +1,7 @@
-"""Resume under DDP and FSDP on two CPU processes (gloo): the run's own stage is killed with
-SIGKILL at random steps after periodic checkpoints and finished by the same command; its MLflow
+"""Resume under DDP and FSDP on two CPU processes (gloo): the run's own stage is stopped at random
+steps, once by SIGKILL after a periodic checkpoint (both ranks die) and once by SIGTERM to rank 0
+alone (the ranks agree to stop at the same step and write the checkpoint together: exit 143), and
+finished by the same command; its MLflow
 record equals that of an uninterrupted two-process DDP run: the replay fraction exactly (and as
 planned), the per-step loss within 1e-5 relative.
 
@@ -9,8 +11,9 @@ only one rank may carry them on. With 4 sequences a step and replay 0.3 the two 
 different numbers of sequences, so counting one rank's share twice shows. Under FSDP each rank
 holds a shard of the weights and AdamW moments: a checkpoint must hold them gathered.
 
-A start of two processes costs ~20 s here, so one chain of starts covers both strategies, and
-the crash runs reuse the baseline's cached stage 0 (it has no replay): only stage 1 is trained.
+A start of two processes costs ~20 s here, so one chain of starts covers both strategies, the
+crash runs reuse the baseline's cached stage 0 (it has no replay): only stage 1 is trained, and
+the baseline itself is also the two-process run that must log what one process logs.
 """
 
 from __future__ import annotations
@@ -34,9 +37,11 @@ from test_end_to_end import client, runs_of_kind
 pytestmark = pytest.mark.slow
 
 S0, S1, EVERY = 8, 16, 4  # steps of stage 0 and stage 1, checkpoint interval
-ARGS = [*TINY, f"shift.datasets.0.tokens={S0 * 512}", f"shift.datasets.1.tokens={S1 * 512}", "replay=0.3",
-        f"checkpoint.interval_steps={EVERY}", "trainer.accelerator=cpu", "trainer.precision=32-true",
-        "trainer.devices=2"]
+PEAK = 1e11  # FLOP/s of one device, for perf/mfu
+ONE = [*TINY, f"shift.datasets.0.tokens={S0 * 512}", f"shift.datasets.1.tokens={S1 * 512}", "replay=0.3",
+       f"checkpoint.interval_steps={EVERY}", "trainer.accelerator=cpu", "trainer.precision=32-true",
+       f"trainer.peak_flops={PEAK}"]
+ARGS = [*ONE, "trainer.devices=2"]
 DDP = ["trainer=ddp"]
 FSDP = ["trainer=fsdp", "trainer.activation_checkpointing=false"]
 KEYS = ("train/loss", "train/replay_fraction", "train/lr", "val/syn-en-a/loss", "val/syn-en-b/loss")
@@ -52,11 +57,38 @@ def run_py(out, trainer: list[str], fault: str | None = None) -> subprocess.Comp
                           cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
 
 
-def history(out) -> dict:
-    """{metric: {step: value}} of the store's one `run` (the stage-1 run)."""
-    (run,) = runs_of_kind(out, "run")
+def history(out, kind: str = "run") -> dict:
+    """{metric: {step: value}} of the store's one run of `kind` (`run`: stage 1, `prefix`: stage 0)."""
+    (run,) = runs_of_kind(out, kind)
     c = client(out)
     return {k: {h.step: h.value for h in c.get_metric_history(run.info.run_id, k)} for k in KEYS}
+
+
+def test_ddp_on_two_processes_logs_what_one_process_logs(baseline, tmp_path, prepared_root):
+    """The same global batch (4 sequences a step) on 1 process and on 2 DDP ranks of 2 sequences:
+    the same loss at every step of both stages (within 1e-5 relative) and the same, exact,
+    replay fraction; perf/mfu counts both devices; rank 1 logs nothing itself."""
+    from test_end_to_end import run_tiny
+
+    ddp_out, _ = baseline
+    out = tmp_path / "outputs"
+    for sub in ("data", "tokenizers"):
+        shutil.copytree(prepared_root / sub, out / sub)
+    run_tiny(out, ONE[len(TINY):])
+    for kind in ("prefix", "run"):
+        one, two = history(out, kind), history(ddp_out, kind)
+        for key in KEYS:
+            assert one[key].keys() == two[key].keys() and one[key], (kind, key)
+            for step, v in one[key].items():
+                assert two[key][step] == pytest.approx(v, rel=1e-5, abs=1e-12), (kind, key, step)
+    (run,) = runs_of_kind(ddp_out, "run")
+    c = client(ddp_out)
+    tps = {h.step: h.value for h in c.get_metric_history(run.info.run_id, "perf/tokens_per_s")}
+    mfu = {h.step: h.value for h in c.get_metric_history(run.info.run_id, "perf/mfu")}
+    fpt = run.data.metrics["compute/flops"] / run.data.metrics["compute/tokens"]
+    assert mfu.keys() == tps.keys() and len(mfu) >= S1 // 4  # none right after an evaluation (dense ones here)
+    assert all(mfu[s] == pytest.approx(tps[s] * fpt / (2 * PEAK)) for s in mfu)
+    assert len(list(ddp_out.glob("runs/*/rank1.out"))) == 1
 
 
 @pytest.fixture(scope="module")
@@ -70,11 +102,16 @@ def baseline(tmp_path_factory, prepared_root):
     return out, history(out)
 
 
-def crash(out, trainer: list[str], steps: int, resumes_from: int | None, why: str):
-    """Run `trainer` until SIGKILL after `steps` more optimizer steps (both ranks die there);
-    returns the state of the checkpoint it leaves last."""
-    res = run_py(out, trainer, f"step:{steps}")
-    assert res.returncode == -signal.SIGKILL, f"{why}\n{res.stderr[-3000:]}"
+def crash(out, trainer: list[str], fault: str, resumes_from: int | None, why: str):
+    """Run `trainer` until the CPT_FAULT `fault` stops it; returns the state of the checkpoint
+    it leaves last."""
+    res = run_py(out, trainer, fault)
+    if fault.endswith(":term@0"):
+        err = res.stderr.strip().splitlines()
+        assert res.returncode == 143 and "SIGTERM: stage 1 syn-en-b stopped after step" in err[-1], \
+            f"{why}\n{res.stderr[-3000:]}"
+    else:
+        assert res.returncode == -signal.SIGKILL, f"{why}\n{res.stderr[-3000:]}"
     if resumes_from is not None:
         assert f"resuming from its checkpoint at step {resumes_from} of {S1}" in res.stdout, why
     (ckpt,) = (out / "checkpoints").iterdir()
@@ -105,7 +142,7 @@ def assert_full_state(state, cfg, why):
 
 
 def test_stage_resumed_under_ddp_and_fsdp_logs_what_an_uninterrupted_run_logs(baseline, tmp_path):
-    """Stage 1 is killed twice and finished by a third start, switching strategy each time:
+    """Stage 1 is stopped twice and finished by a third start, switching strategy each time:
     FSDP writes a checkpoint that DDP resumes from, DDP one that FSDP resumes from (a
     checkpoint holds the full state in one format whatever wrote it)."""
     from conftest import parse
@@ -118,21 +155,21 @@ def test_stage_resumed_under_ddp_and_fsdp_logs_what_an_uninterrupted_run_logs(ba
     # the one of the last multiple of EVERY below k.
     k1, k2 = random.randint(EVERY + 1, 2 * EVERY - 1), random.randint(2 * EVERY + 1, 3 * EVERY - 1)
     why = f"fsdp killed after step {k1} of stage 1"
-    state = crash(out, FSDP, k1, None, why)
+    state = crash(out, FSDP, f"step:{k1}", None, why)
     assert state["step"] == EVERY, why
     assert_full_state(state, parse(ARGS + FSDP, out), why)
     assert_counts(state, why)
     (run_id,) = [r.info.run_id for r in runs_of_kind(out, "run")]
 
-    why += f", ddp resumed from {EVERY} and killed after step {k2}"
-    state = crash(out, DDP, k2 - EVERY, EVERY, why)
-    assert state["step"] == 2 * EVERY, why
+    why += f", ddp resumed from {EVERY} and rank 0 sent SIGTERM in step {k2}"
+    state = crash(out, DDP, f"step:{k2 - EVERY}:term@0", EVERY, why)
+    assert state["step"] == k2, why  # both ranks stopped after step k2 and wrote its checkpoint
     assert_counts(state, why)
 
-    why += f", fsdp resumed from {2 * EVERY}"
+    why += f", fsdp resumed from {k2}"
     res = run_py(out, FSDP)
     assert res.returncode == 0, f"{why}\n{res.stderr[-3000:]}"
-    assert f"resuming from its checkpoint at step {2 * EVERY} of {S1}" in res.stdout, why
+    assert f"resuming from its checkpoint at step {k2} of {S1}" in res.stdout, why
     (run,) = runs_of_kind(out, "run")  # the same MLflow run, continued
     assert run.info.run_id == run_id and run.info.status == "FINISHED", why
 

@@ -320,3 +320,124 @@ def _nothing_left(out, statuses=()) -> None:
     assert _statuses(out) == list(statuses)
     assert not (out / "cache").exists() or PrefixCache(out / "cache").entries() == []
     assert not (out / "checkpoints").exists() or not list((out / "checkpoints").iterdir())
+
+
+# --- F. paths that cannot be written, a store that is no database, a full disk ------------
+
+@pytest.fixture
+def tmpfs(tmp_path):
+    """Mount a small tmpfs (root only): `tmpfs(size, read_only)` returns its directory."""
+    mounted = []
+
+    def mount(size: str, read_only: bool = False):
+        d = tmp_path / f"fs{len(mounted)}"
+        d.mkdir()
+        opts = f"size={size}" + (",ro" if read_only else "")
+        res = subprocess.run(["mount", "-t", "tmpfs", "-o", opts, "tmpfs", str(d)], capture_output=True, text=True)
+        if res.returncode:
+            pytest.skip(f"cannot mount a tmpfs here (needs root): {res.stderr.strip()[:80]}")
+        mounted.append(d)
+        return d
+
+    yield mount
+    for d in mounted:
+        subprocess.run(["umount", "-l", str(d)], capture_output=True)  # -l: a memory map of a shard may still be open
+
+
+def _paths_argv(out, output_dir, uri, extra=()) -> list[str]:
+    return ["run.py", *TINY, *SIG, *extra, f"paths.output_dir={output_dir}", f"tracking.uri={uri}",
+            f"hydra.run.dir={output_dir}/hydra"]
+
+
+def _place(case, out, tmpfs):
+    """(paths.output_dir, tracking.uri) for a path case; `out` is an ordinary writable dir."""
+    out.mkdir(parents=True)
+    (out / "afile").write_text("a file in the way")
+    (out / "text.db").write_text("this is not a database\n")
+    db = f"sqlite:///{out}/mlflow.db"
+    return {
+        "output-dir-under-a-file": lambda: (out / "afile" / "outputs", db),
+        "output-dir-is-a-file": lambda: (out / "afile", db),
+        "output-dir-read-only": lambda: (tmpfs("1m", read_only=True) / "outputs", db),
+        "tracking-under-a-file": lambda: (out / "o", f"sqlite:///{out}/afile/mlflow.db"),
+        "tracking-not-a-database": lambda: (out / "o", f"sqlite:///{out}/text.db"),
+        "tracking-is-a-directory": lambda: (out / "o", f"sqlite:///{out}"),
+        "tracking-read-only": lambda: (out / "o", f"sqlite:///{tmpfs('1m', read_only=True)}/mlflow.db"),
+    }[case]()
+
+
+PATH_CASES = [
+    ("output-dir-under-a-file", "afile is a file, not a directory; allowed: a directory that can be created"),
+    ("output-dir-is-a-file", "afile is a file, not a directory"),
+    ("output-dir-read-only", "cannot be written (a read-only file system)"),
+    ("tracking-under-a-file", "afile is a file, not a directory"),
+    ("tracking-not-a-database", "text.db is not an SQLite database (it starts with b'this is '"),
+    ("tracking-is-a-directory", "is a directory; allowed: sqlite:///<file>"),
+    ("tracking-read-only", "cannot be written (a read-only file system)"),
+]
+
+
+@pytest.mark.parametrize("case,needle", PATH_CASES, ids=[c[0] for c in PATH_CASES])
+def test_a_path_that_cannot_be_written_is_one_line_before_any_work(case, needle, out, tmpfs, monkeypatch, capsys):
+    output_dir, uri = _place(case, out, tmpfs)
+    res = _in_process(_paths_argv(out, output_dir, uri), monkeypatch, capsys)
+    assert _one_line(res, 2, needle).startswith("error: ")
+    assert not (out / "mlflow.db").exists()  # no store made, so no run opened (and none RUNNING)
+    assert not (out / "o").exists()
+
+
+def test_too_little_disk_for_the_stage_stops_before_its_first_checkpoint(out, weak_root, tmpfs, monkeypatch, capsys):
+    disk = tmpfs("2m")
+    _with_data(disk / "outputs", weak_root)
+    res = _in_process(_paths_argv(out, disk / "outputs", f"sqlite:///{out}/mlflow.db"), monkeypatch, capsys)
+    err = _one_line(res, 2, "free, this stage (3 checkpoints and its cached weights) needs",
+                    "set paths.output_dir to a disk with room")
+    assert _statuses(out) == []  # checked before its MLflow run was opened
+    assert PrefixCache(disk / "outputs" / "cache").entries() == [], err
+    assert not list((disk / "outputs" / "checkpoints").glob("*/step-*")), err
+
+
+@pytest.mark.parametrize("how", ["run.py", "cpt prepare"])
+def test_a_disk_that_fills_up_while_preparing_is_one_line(how, out, tmpfs, monkeypatch, capsys):
+    disk = tmpfs("64k")
+    argv = _paths_argv(out, disk / "outputs", f"sqlite:///{out}/mlflow.db")
+    if how == "run.py":
+        res = _in_process(argv, monkeypatch, capsys)
+    else:
+        from cpt.cli.main import main
+
+        monkeypatch.chdir(ROOT)
+        capsys.readouterr()
+        status = main(["prepare", *argv[1:-2]])
+        res = subprocess.CompletedProcess(argv, status, "", capsys.readouterr().err.splitlines()[-1])  # after its bars
+    _one_line(res, 2, "No space left on device while writing", "run the same command again")
+    assert _statuses(out) == []
+    assert not list((disk / "outputs" / "data").glob("*/manifest.json"))  # no shard marked complete
+
+
+# --- G. a hub that does not answer: fail in seconds, not after the libraries' retries ------
+
+HUB_CASES = [
+    ("streamed-dataset", ["shift=en-de"], "cannot load Hugging Face dataset"),
+    ("model-init", ["model.init=EleutherAI/pythia-14m"], "model.init=EleutherAI/pythia-14m: cannot fetch it"),
+    ("tokenizer", [*FILES, "shift.tokens=2048", "tokenizer=gpt-neox-20b"], "cannot fetch EleutherAI/gpt-neox-20b"),
+]
+
+
+@pytest.mark.parametrize("case,argv,needle", HUB_CASES, ids=[c[0] for c in HUB_CASES])
+def test_a_silent_hub_is_one_line_from_one_quick_probe(case, argv, needle, out, monkeypatch, capsys):
+    import socket
+
+    from cpt import hub
+
+    with socket.socket() as s:  # a port nothing listens on: connection refused at once
+        s.bind(("127.0.0.1", 0))
+        endpoint = f"http://127.0.0.1:{s.getsockname()[1]}"
+    for flag in hub.OFFLINE_FLAGS:
+        monkeypatch.delenv(flag, raising=False)
+    monkeypatch.setenv("HF_ENDPOINT", endpoint)
+    monkeypatch.setattr(hub, "_probed", {})
+    _small_files(out)
+    res = _in_process(_argv(out, [a.format(out=out) for a in argv], TINY), monkeypatch, capsys)
+    _one_line(res, 2, needle, f"{endpoint} did not answer within 3 s")
+    _nothing_left(out)

@@ -174,7 +174,7 @@ BAD = {
     "checkpoint of another architecture": "a gpt2 checkpoint; allowed: GPT-NeoX",
     "checkpoint of another size": "its architecture (d_model 128, d_ff 512) is not model=tiny's",
     "checkpoint missing": "no such directory",
-    "checkpoint on an unreachable hub": "looks offline",
+    "checkpoint on an unreachable hub": "cannot fetch it from the Hugging Face hub (offline mode: HF_HUB_OFFLINE=1)",
     "checkpoint vocabulary smaller than the tokenizer": "embedding has 512 rows",
 }
 
@@ -232,7 +232,7 @@ def test_a_kill_while_loading_model_init_leaves_no_running_run(tmp_path, out):
     run KILLED (it holds the prefix's lock, so nobody else runs it) and finishes the chain."""
     import os
 
-    from test_end_to_end import runs_of_kind
+    from test_end_to_end import run_tiny, runs_of_kind
 
     ckpt = save_tiny_neox(tmp_path / "ckpt")
     args = [*TINY, f"model.init={ckpt}", "shift.datasets.1.tokens=4096", f"paths.output_dir={out}"]
@@ -245,8 +245,7 @@ def test_a_kill_while_loading_model_init_leaves_no_running_run(tmp_path, out):
     assert [r.info.status for r in runs_of_kind(out, "prefix")] == ["RUNNING"]
     assert not list((out / "cache").glob("*/result.json"))  # nothing cached by the killed process
 
-    again = run_cli(args, timeout=300)
-    assert again.returncode == 0, again.stderr[-2000:]
+    run_tiny(out, args[len(TINY):-1])  # the same command, in this process (a start costs ~10 s)
     prefixes = runs_of_kind(out, "prefix")
     assert sorted(r.info.status for r in prefixes) == ["FINISHED", "KILLED"]
     assert {r.data.tags["cpt.prefix_key"] for r in prefixes} == {prefixes[0].data.tags["cpt.prefix_key"]}

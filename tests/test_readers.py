@@ -462,6 +462,7 @@ def test_hf_connection_errors_map_to_unreachable(monkeypatch, during: str) -> No
     from huggingface_hub.errors import LocalEntryNotFoundError
 
     monkeypatch.setattr(datasets.config, "HF_HUB_OFFLINE", False)
+    monkeypatch.setattr("cpt.data.readers.hf.unreachable_reason", lambda: "")  # past the probe: the hub "answered"
 
     class Broken:
         features = None
@@ -489,6 +490,7 @@ def test_hf_other_errors_are_not_swallowed(monkeypatch) -> None:
     def fake_load_dataset(*args, **kwargs):
         raise RuntimeError("a bug, not bad input")
 
+    monkeypatch.setattr("cpt.data.readers.hf.unreachable_reason", lambda: "")
     monkeypatch.setattr(datasets, "load_dataset", fake_load_dataset)
     with pytest.raises(RuntimeError):
         iter_hf_documents("org/data", None, "train", "text", KEY)

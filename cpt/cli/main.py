@@ -37,6 +37,12 @@ def main(argv: list[str] | None = None) -> int:
         return modules[args.command].main(args) or 0
     except UserError as e:
         return report(e)
+    except Exception as e:  # a full or read-only disk met while writing: one line too
+        from cpt.store.writable import disk_error
+
+        if disk_error(e) is None:
+            raise
+        return report(disk_error(e))
 
 
 if __name__ == "__main__":

@@ -75,8 +75,10 @@ def task(cfg):
             return float("nan")
         from cpt.dist.strategy import check_device
         from cpt.store.tracking import check_uri
+        from cpt.store.writable import check_dir
 
         check_device(run_cfg.trainer)
+        check_dir("paths.output_dir", run_cfg.paths.root)  # also in a launcher's job (PathChecks ran in its parent)
 
         # A tracking server that does not answer: say so now, not after ~10 s of importing torch.
         check_uri(run_cfg.tracking.uri, run_cfg.tracking.connect_timeout_s)
@@ -106,6 +108,13 @@ def task(cfg):
         return result.objective(run_cfg.objective)
     except UserError as e:
         sys.exit(report(signals.final_line(e) if isinstance(e, Preempted) else e))
+    except Exception as e:  # a disk that filled up (or went read-only) mid-run: its run is FAILED already
+        from cpt.store.writable import disk_error
+
+        error = disk_error(e, f"paths.output_dir={cfg.paths.output_dir}")
+        if error is None:
+            raise
+        sys.exit(report(error))
 
 
 def _silent(*_):

@@ -48,6 +48,9 @@ def shard_path(cfg: RunConfig, i: int, tokenizer_fp: str) -> Path:
 def prepare(cfg: RunConfig, progress: bool | None = None, workers: int | None = None,
             on_part=None) -> PreparedData:
     """Tokenizer and shards of every dataset; `progress` None = a bar when stderr is a terminal."""
+    from cpt.store.writable import check_dir
+
+    check_dir("paths.output_dir", cfg.paths.root)  # `cpt prepare` has no Hydra run to check it first
     sources = [units(d.source, _key(i)) for i, d in enumerate(cfg.shift.datasets)]
     tok = load_tokenizer(
         cfg.tokenizer,

@@ -11,11 +11,10 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 from pathlib import Path
 from typing import Callable, Iterable
 
-from cpt.errors import UserError
+from cpt.errors import UserError, short_reason
 from cpt.store.atomic import atomic_dir
 
 EOS = "<|endoftext|>"
@@ -79,14 +78,16 @@ def load_tokenizer(choice: str, cache_root: Path, d0_identity: dict, vocab_size:
 
 
 def _from_hub(repo: str):
+    from huggingface_hub import hf_hub_download
     from tokenizers import Tokenizer
 
+    from cpt.hub import unreachable_reason
+
+    reason = unreachable_reason()  # then only a copy in the local HF cache will do, found at once
     try:
-        return Tokenizer.from_pretrained(repo)
+        return Tokenizer.from_file(hf_hub_download(repo, "tokenizer.json", local_files_only=bool(reason)))
     except Exception as e:
-        offline = os.environ.get("HF_HUB_OFFLINE") == "1"
         raise UserError(
-            f"tokenizer: cannot fetch {repo} from the Hugging Face hub "
-            f"({'HF_HUB_OFFLINE=1' if offline else type(e).__name__}); this machine looks offline: "
+            f"tokenizer: cannot fetch {repo} from the Hugging Face hub ({reason or short_reason(e, 100)}); "
             "use tokenizer=<path to a tokenizer.json> or tokenizer=bpe"
         ) from None

@@ -140,28 +140,15 @@ def _check_reachable(name: str, config: dict, base: Path, root: Path, key: str) 
     hub = str(config["dataset_path"])
     if any((root / "harness" / "datasets").glob(hub.replace("/", "___") + "*")):
         return  # fetched before into paths.output_dir/harness/datasets
-    reason = _offline_reason(hub)
+    from cpt.hub import unreachable_reason
+
+    reason = unreachable_reason()
     if reason:
         raise UserError(
             f"{key}={name}: lm-eval's task {name} reads the Hugging Face dataset {hub} and the hub is "
             f"unreachable ({reason}); point lm-eval at a local copy: a task YAML of your own with "
             f"dataset_path: json and dataset_kwargs.data_files (harness.tasks=[path/to/{name}.yaml]), or "
             f"fetch it where the hub answers into {root / 'harness' / 'datasets'} (HF_DATASETS_CACHE)")
-
-
-def _offline_reason(repo: str) -> str:
-    for flag in ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE"):
-        if os.environ.get(flag, "").lower() in ("1", "true", "yes", "on"):
-            return f"offline mode: {flag}=1"
-    from huggingface_hub import HfApi
-
-    from cpt.hub import is_unreachable
-
-    try:
-        HfApi().dataset_info(repo, timeout=5)
-    except Exception as e:  # noqa: BLE001 — only "unreachable" is an answer here
-        return f"this machine looks offline: {type(e).__name__}" if is_unreachable(e) else ""
-    return ""
 
 
 @contextmanager

@@ -48,19 +48,20 @@ def resolve_init(init: str) -> Path:
 def _download(repo: str) -> Path:
     from huggingface_hub import snapshot_download
 
-    from cpt.hub import is_unreachable
+    from cpt.hub import is_unreachable, unreachable_reason
 
+    reason = unreachable_reason()  # then only a copy in the local HF cache will do, found at once
     try:
-        path = Path(snapshot_download(repo, allow_patterns=["*.json", "*.safetensors"]))
+        path = Path(snapshot_download(repo, allow_patterns=["*.json", "*.safetensors"], local_files_only=bool(reason)))
         if not any(path.glob("*.safetensors")):  # older repos ship only pytorch_model.bin
-            path = Path(snapshot_download(repo, allow_patterns=["*.json", "*.bin"]))
+            path = Path(snapshot_download(repo, allow_patterns=["*.json", "*.bin"], local_files_only=bool(reason)))
         return path
     except Exception as e:
         if is_unreachable(e):
+            why = reason or f"this machine looks offline: {type(e).__name__}"
             raise UserError(
-                f"model.init={repo}: cannot fetch it from the Hugging Face hub (this machine looks offline: "
-                f"{type(e).__name__}); download it where the hub answers (huggingface-cli download {repo} "
-                "--local-dir DIR), then give model.init=DIR") from None
+                f"model.init={repo}: cannot fetch it from the Hugging Face hub ({why}); download it where the "
+                f"hub answers (huggingface-cli download {repo} --local-dir DIR), then give model.init=DIR") from None
         raise UserError(f"model.init={repo}: no such local directory, and the hub has no such model "
                         f"({type(e).__name__}); allowed: a Hugging Face model directory or a hub id") from None
 

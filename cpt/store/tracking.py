@@ -18,6 +18,7 @@ from pathlib import Path
 from cpt.config.schema import Tracking
 from cpt.errors import UserError
 from cpt.store.locks import file_lock
+from cpt.store.writable import check_tracking_file, sqlite_file
 
 FLUSH_EVERY = 900  # MLflow accepts at most 1000 metrics per log_batch
 PARAMS_PER_BATCH = 100
@@ -68,6 +69,7 @@ def check_uri(uri: str, timeout_s: float) -> None:
         raise UserError(f"tracking.uri={uri}: allowed sqlite:///<file>, http(s)://<MLflow server>, "
                         "or a database URI (postgresql://, mysql://)")
     if scheme not in ("http", "https"):
+        check_tracking_file(uri)  # a directory in the way, a read-only disk, a file that is no database
         return
     try:  # any HTTP answer (even 404) means a server is there; MLflow's own retries take minutes
         urllib.request.urlopen(uri.rstrip("/") + "/health", timeout=timeout_s).close()
@@ -90,10 +92,10 @@ def _quiet():
 
 @contextmanager
 def _sqlite_lock(uri: str):
-    if not uri.startswith("sqlite:///"):
+    db = sqlite_file(uri)
+    if db is None:
         yield
         return
-    db = Path(uri[len("sqlite:///"):])
     db.parent.mkdir(parents=True, exist_ok=True)
     with file_lock(db.with_name(db.name + ".lock")):
         yield
@@ -291,7 +293,8 @@ def _record(run) -> dict:
 
 def store_exists(cfg: Tracking) -> bool:
     """False for a SQLite URI whose file is missing (reading it would create an empty store)."""
-    return not cfg.uri.startswith("sqlite:///") or Path(cfg.uri[len("sqlite:///"):]).exists()
+    db = sqlite_file(cfg.uri)
+    return db is None or db.exists()
 
 
 class RunLog:

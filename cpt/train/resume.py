@@ -69,7 +69,7 @@ class PeriodicCheckpoint(L.Callback):
         if (batch_idx + 1) % m.accumulate:
             return
         faults.reached("step")
-        signum = signals.pending()
+        signum = signals.agreed(module.device)
         # A signal in the stage's last step: the stage finishes and is stored; signals.check stops after.
         if signum is not None and trainer.global_step < trainer.max_steps:
             step = m.step(trainer)
@@ -122,6 +122,7 @@ def train_resumable(job, spec: StageSpec, model, callbacks=()) -> StageRun:
         if "rng" in state:
             torch.set_rng_state(state["rng"])
         job.say(f"{spec.title}: resuming from its checkpoint at step {latest} of {stage.steps} ({store.root})")
+    check_room(store, model, cfg.checkpoint)
     resumed_tags = {"cpt.resumed_from_step": latest} if latest is not None else {}
     log, reopened = _open_run(store, job.tracker, spec.run_name, job.params, spec.tags, resumed_tags)
     if reopened:
@@ -140,6 +141,20 @@ def train_resumable(job, spec: StageSpec, model, callbacks=()) -> StageRun:
         raise TrainingDiverged(f"{spec.title}: {e}; stopped: MLflow run {log.run_id} is marked FAILED and "
                                f"nothing was cached; allowed: a finite loss (lower the LR or check the data)") from None
     return StageRun(log, cb, store, reopened)
+
+
+def check_room(store: StageCheckpoints, model, checkpoint) -> None:
+    """Before the stage writes anything: room for its checkpoints (weights + AdamW's two moments,
+    `keep_last` of them plus the one being written) and its cached weights at the end. A full
+    disk met mid-write would leave tracebacks and a RUNNING MLflow run instead."""
+    from cpt.store.writable import check_free_space
+
+    weights = sum(p.numel() * p.element_size() for p in model.parameters())
+    moments = 2 * sum(p.numel() * 4 for p in model.parameters() if p.requires_grad)  # fp32 exp_avg, exp_avg_sq
+    held = len(store.steps()) if checkpoint.interval_steps else 0
+    copies = max(checkpoint.keep_last + 1 - held, 0) if checkpoint.interval_steps else 0
+    check_free_space(store.root, copies * (weights + moments) + weights,
+                     f"this stage ({copies} checkpoints and its cached weights)")
 
 
 def _open_run(store: StageCheckpoints, tracker, run_name, params, tags, resumed_tags):

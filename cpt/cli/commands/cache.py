@@ -6,6 +6,8 @@ from __future__ import annotations
 import datetime
 from pathlib import Path
 
+from cpt.store.writable import human_size
+
 
 def add_parser(sub):
     import argparse
@@ -20,14 +22,6 @@ def add_parser(sub):
     rm.add_argument("keys", nargs="*", help="cache keys, or checkpoint names (prefix-<key> / run-<key>)")
     rm.add_argument("--all", action="store_true", help="remove every entry and every checkpoint")
     return p
-
-
-def _size(n: int) -> str:
-    for unit in ("B", "KB", "MB", "GB"):
-        if n < 1024 or unit == "GB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1024
-    return ""
 
 
 def _when(t: float) -> str:
@@ -49,18 +43,18 @@ def list_cache(root: Path) -> str:
 
     entries = PrefixCache(root / "cache").entries()
     lines = [f"cache {root / 'cache'}: {len(entries)} entries, "
-             f"{_size(sum(e.size_bytes() for e in entries))}"]
+             f"{human_size(sum(e.size_bytes() for e in entries))}"]
     if entries:
         lines.append(f"  {'key':<20}  {'stage':>5}  {'size':>9}  {'last used':<16}  trained by MLflow run")
     for e in sorted(entries, key=lambda e: -e.last_used):
-        lines.append(f"  {e.key:<20}  {e.result.get('stage', '?'):>5}  {_size(e.size_bytes()):>9}  "
+        lines.append(f"  {e.key:<20}  {e.result.get('stage', '?'):>5}  {human_size(e.size_bytes()):>9}  "
                      f"{_when(e.last_used):<16}  {e.result.get('run_id', '')}")
     dirs = _checkpoint_dirs(root)
     lines.append(f"checkpoints {root / 'checkpoints'}: {len(dirs)} unfinished stages, "
-                 f"{_size(sum(_dir_size(d) for d in dirs))}")
+                 f"{human_size(sum(_dir_size(d) for d in dirs))}")
     for d in dirs:
         steps = StageCheckpoints(d).steps()
-        lines.append(f"  {d.name:<28}  steps {', '.join(map(str, steps)) or '-':<12}  {_size(_dir_size(d)):>9}  "
+        lines.append(f"  {d.name:<28}  steps {', '.join(map(str, steps)) or '-':<12}  {human_size(_dir_size(d)):>9}  "
                      f"{_when(d.stat().st_mtime)}")
     return "\n".join(lines)
 

@@ -11,11 +11,14 @@ from __future__ import annotations
 
 import functools
 import json
+from pathlib import Path
 from typing import Any, Iterator
 
 from cpt.data.readers.records import DEFAULT_TEXT_FIELD, non_empty, text_of
 from cpt.errors import UserError, short_reason
-from cpt.hub import is_unreachable
+from cpt.hub import is_unreachable, unreachable_reason
+
+LOCAL_COPIES = "shift=files shift.upstream=... shift.downstream=... reads local copies instead"
 
 
 def iter_hf_documents(
@@ -83,6 +86,10 @@ def _open_hf_cached(path: str, name: str | None, split: str, key: str, data_file
             "(pip install 'cpt[hf]'); or read local copies with shift=files "
             "shift.upstream=... shift.downstream=..."
         ) from e
+    reason = unreachable_reason() if data_files is None and not Path(path).exists() else ""
+    if reason:  # a hub dataset: fail now, not after the library's retries
+        raise UserError(f"{key}: cannot load Hugging Face dataset {label}: the hub is unreachable from this "
+                        f"machine ({reason}); {LOCAL_COPIES}")
     try:
         return datasets.load_dataset(path, name, split=split, streaming=True, data_files=data_files)
     except Exception as e:
@@ -125,8 +132,7 @@ def _hf_user_error(
     if is_unreachable(error):
         return UserError(
             f"{key}: cannot load Hugging Face dataset {label}: the hub is unreachable from this "
-            f"machine ({_offline_reason(error)}); shift=files shift.upstream=... "
-            "shift.downstream=... reads local copies instead"
+            f"machine ({_offline_reason(error)}); {LOCAL_COPIES}"
         )
     if reading:
         import pyarrow as pa
