@@ -1,5 +1,5 @@
-"""Scale-out: DDP on two CPU processes (gloo) against one process, the launcher configs, and a
-real sweep of separate processes sharing one stage-0 prefix through the cache's lock."""
+"""Scale-out: the launcher configs, and a real sweep of separate processes sharing one stage-0
+prefix through the cache's lock (DDP against one process: tests/test_distributed_resume.py)."""
 
 from __future__ import annotations
 
@@ -12,59 +12,7 @@ import pytest
 import yaml
 from mlflow.tracking import MlflowClient
 
-from conftest import ROOT, TINY, TINY_STEPS, compose, parse, run_cli
-from test_end_to_end import run_tiny
-
-REPLAY = 0.3  # 4 sequences a step: 1 or 2 replays a step, so the count is not trivially even
-PEAK = 1e11  # FLOP/s of one device, for perf/mfu
-
-
-def histories(out) -> dict:
-    """{(kind, metric): {step: value}} of every run in a store (prefix and run)."""
-    c = MlflowClient(tracking_uri=f"sqlite:///{out}/mlflow.db")
-    exp = c.get_experiment_by_name("cpt")
-    got = {}
-    for r in c.search_runs([exp.experiment_id]):
-        for m in ("train/loss", "train/replay_fraction", "val/syn-en-a/loss", "val/syn-en-b/loss"):
-            got[(r.data.tags["cpt.kind"], m)] = {h.step: h.value for h in c.get_metric_history(r.info.run_id, m)}
-    return got
-
-
-@pytest.mark.slow
-def test_ddp_on_two_processes_matches_one_process(tmp_path, out):
-    """The same global batch (4 sequences a step) on 1 process and on 2 DDP ranks of 2 sequences:
-    the same loss at every step of both stages (within 1e-5 relative) and the same, exact,
-    replay fraction."""
-    import shutil
-
-    ddp_out = tmp_path / "ddp"
-    shutil.copytree(out, ddp_out)
-    run_tiny(out, [f"replay={REPLAY}", f"trainer.peak_flops={PEAK}"])
-    res = run_cli([*TINY, f"replay={REPLAY}", f"trainer.peak_flops={PEAK}", f"paths.output_dir={ddp_out}", "trainer=ddp",
-                   "trainer.accelerator=cpu", "trainer.precision=32-true", "trainer.devices=2"], timeout=300)
-    assert res.returncode == 0, res.stderr[-3000:]
-    one, two = histories(out), histories(ddp_out)
-    assert one.keys() == two.keys() and len(one) == 8
-    for key, a in one.items():
-        b = two[key]
-        assert a.keys() == b.keys() and a, key
-        for step in a:
-            assert b[step] == pytest.approx(a[step], rel=1e-5, abs=1e-12), (key, step)
-    # Cumulative replay fraction after step t: exactly floor(4(t+1)·0.3) of 4(t+1) sequences.
-    offset = TINY_STEPS * 512
-    frac = two[("run", "train/replay_fraction")]
-    assert frac == {offset + t * 512: (4 * (t + 1) * 3 // 10) / (4 * (t + 1)) for t in range(TINY_STEPS)}
-    assert len(one[("run", "train/loss")]) == TINY_STEPS
-    # perf/mfu = tokens/s · FLOPs per token / (peak of one device · 2 devices), at every log point.
-    c = MlflowClient(tracking_uri=f"sqlite:///{ddp_out}/mlflow.db")
-    run = c.search_runs([c.get_experiment_by_name("cpt").experiment_id], "tags.`cpt.kind` = 'run'")[0]
-    tps = {h.step: h.value for h in c.get_metric_history(run.info.run_id, "perf/tokens_per_s")}
-    mfu = {h.step: h.value for h in c.get_metric_history(run.info.run_id, "perf/mfu")}
-    fpt = run.data.metrics["compute/flops"] / run.data.metrics["compute/tokens"]
-    assert mfu.keys() == tps.keys() and len(mfu) >= TINY_STEPS // 2  # none right after an evaluation
-    assert all(mfu[s] == pytest.approx(tps[s] * fpt / (2 * PEAK)) for s in mfu)
-    # Rank 1 ran the same job in the same output directory and logged nothing itself.
-    assert len(list(ddp_out.glob("runs/*/rank1.out"))) == 1
+from conftest import ROOT, TINY, compose, parse, run_cli
 
 
 def test_slurm_launcher_composes_and_expands_a_sweep():
