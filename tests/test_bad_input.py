@@ -46,6 +46,14 @@ def truncate_shard(out, cfg):
     f.write_bytes(f.read_bytes()[:-6])
 
 
+def shard_byte_changed(out, cfg):
+    """The same size, one byte different (issue #14): never trained on, never an IndexError."""
+    f = _shard(out, cfg) / "train.bin"
+    data = bytearray(f.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    f.write_bytes(bytes(data))
+
+
 def manifest_mismatch(out, cfg):
     m = _shard(out, cfg, 1) / "manifest.json"
     m.write_text(json.dumps({**json.loads(m.read_text()), "train_tokens": 99}))
@@ -163,6 +171,7 @@ CASES = [
      "model.vocab_size=512: allowed at least the tokenizer's 1024 tokens"),
     # token shards
     ("shard-truncated", [], truncate_shard, "train.bin: size does not match its manifest"),
+    ("shard-byte-changed", [], shard_byte_changed, "train.bin: its first MiB differs from the checksum in its manifest"),
     ("manifest-mismatch", [], manifest_mismatch, "train.bin: size does not match its manifest (99 tokens"),
     ("manifest-corrupt", [], manifest_garbage, "manifest.json: unreadable manifest (JSONDecodeError"),
     ("manifest-missing", [], manifest_missing, "manifest.json: missing; the shard is incomplete"),

@@ -76,23 +76,39 @@ def prepare(cfg: RunConfig, progress: bool | None = None, workers: int | None = 
     return PreparedData(tok, fp, built)
 
 
+def shard_dirs(cfg: RunConfig) -> tuple[str | None, dict[str, Path]]:
+    """The tokenizer's fingerprint and each dataset's shard directory, building nothing: (None, {})
+    while the chain's BPE is not trained yet (then no shard exists either)."""
+    tok = load_tokenizer(cfg.tokenizer, cfg.paths.root / "tokenizers", dataset_identity(cfg, 0),
+                         cfg.shift.bpe_vocab_size, None)
+    if tok is None:
+        return None, {}
+    fp = fingerprint(tok)
+    return fp, {d.name: shard_path(cfg, i, fp) for i, d in enumerate(cfg.shift.datasets)}
+
+
+def epochs(cfg: RunConfig, shards: dict) -> dict[str, float]:
+    """{dataset: epochs} of the datasets whose budget re-reads their shard's training tokens
+    (`shards` by name; a dataset without one yet is left out)."""
+    return {d.name: d.tokens / s.train_tokens for d in cfg.shift.datasets
+            if (s := shards.get(d.name)) is not None and s.train_tokens < d.tokens}
+
+
 def check_budgets(cfg: RunConfig, data: PreparedData) -> dict[str, float]:
     """Each dataset's budget against its built shard, before any MLflow run: a budget beyond the
     training tokens would silently re-read the data, so it is an error unless shift.allow_epochs;
     returns {dataset: epochs} of the datasets read more than once (for the run's params)."""
-    epochs = {}
+    reads = epochs(cfg, data.shards)
     for i, d in enumerate(cfg.shift.datasets):
         shard = data.shards[d.name]
         if shard.val_tokens < d.val_tokens:
             raise UserError(f"shift.datasets.{i}.val_tokens={d.val_tokens}: dataset {d.name} has only "
                             f"{shard.val_tokens:,} validation tokens; allowed at most that (or more text)")
-        if shard.train_tokens < d.tokens:
-            epochs[d.name] = d.tokens / shard.train_tokens
-            if not cfg.shift.allow_epochs:
-                raise UserError(f"shift.datasets.{i}.tokens={d.tokens}: dataset {d.name} has only "
-                                f"{shard.train_tokens:,} training tokens; allowed at most that, or "
-                                f"shift.allow_epochs=true to read it {epochs[d.name]:.2f} times")
-    return epochs
+        if d.name in reads and not cfg.shift.allow_epochs:
+            raise UserError(f"shift.datasets.{i}.tokens={d.tokens}: dataset {d.name} has only "
+                            f"{shard.train_tokens:,} training tokens; allowed at most that, or "
+                            f"shift.allow_epochs=true to read it {reads[d.name]:.2f} times")
+    return reads
 
 
 def _check_windows(shard, key: str, seq_len: int) -> None:

@@ -50,14 +50,17 @@ def train_bpe(docs: Iterable[str], vocab_size: int):
 
 
 def load_tokenizer(choice: str, cache_root: Path, d0_identity: dict, vocab_size: int,
-                   d0_docs: Callable[[], Iterable[str]]):
-    """Return the tokenizer the `tokenizer` key names, training/caching a BPE if needed."""
+                   d0_docs: Callable[[], Iterable[str]] | None):
+    """Return the tokenizer the `tokenizer` key names, training/caching a BPE if needed
+    (`d0_docs` None: train nothing, None if the BPE is not there yet)."""
     from tokenizers import Tokenizer
 
     if choice == "bpe":
         key = hashlib.sha256(json.dumps([d0_identity, vocab_size], sort_keys=True).encode()).hexdigest()[:16]
         path = cache_root / f"bpe-{vocab_size}-{key}"
         if not (path / "tokenizer.json").exists():
+            if d0_docs is None:
+                return None
             tok = train_bpe(d0_docs(), vocab_size)
             with atomic_dir(path) as tmp:
                 tok.save(str(tmp / "tokenizer.json"))

@@ -25,7 +25,7 @@ def describe(cfg: RunConfig, choices: dict) -> str:
     lines = ["plan: " + " ".join(f"{k}={v}" for k, v in choices.items() if v),
              f"model {cfg.model.name}: {n_params(cfg.model, vocab):,} parameters, {fpt:.3g} training FLOPs/token",
              f"batch: {cfg.batch.tokens:,} tokens = {cfg.sequences_per_batch} sequences of {cfg.model.seq_len}"
-             + _split(cfg)]
+             + _split(cfg)] + _epochs(cfg)
     total_flops = 0.0
     plan = walk(cfg, stages)
     for step in plan.cached:
@@ -67,6 +67,24 @@ def _mixture(cfg: RunConfig, s) -> str:
     if s.from_scratch and s.replay_weights:
         return ", mix " + ", ".join(parts + [f"{names[s.dataset]} {1 - s.replay:.3%}"])
     return f", replay {s.replay:.1%} ({', '.join(parts)})" if s.replay else ""
+
+
+def _epochs(cfg: RunConfig) -> list[str]:
+    """With shift.allow_epochs: how many times each dataset is read, from its shard's manifest
+    (the MLflow param data.<name>.epochs); a shard not built yet is not known yet. Without it a
+    budget beyond the data is the run's error, and the plan reads no manifest (no work)."""
+    if not cfg.shift.allow_epochs:
+        return []
+    from cpt.data.prepare import epochs, shard_dirs
+    from cpt.data.shards import open_shard
+
+    fp, dirs = shard_dirs(cfg)
+    shards = {n: open_shard(p, fp, check=False) for n, p in dirs.items()}
+    reads = epochs(cfg, shards)
+    said = [f"{n} {reads[n]:.3g} epochs" if n in reads
+            else f"{n} at most 1 epoch" if shards.get(n) else f"{n} ? (its shard is not built yet)"
+            for n in dict.fromkeys(d.name for d in cfg.shift.datasets)]
+    return ["data (shift.allow_epochs): " + ", ".join(said)]
 
 
 def _split(cfg: RunConfig) -> str:
