@@ -134,6 +134,25 @@ def test_a_byte_between_the_stamped_mibs_passes_the_stamp_and_fails_verify(big):
     assert text == f"{f}: its bytes differ from the checksum in its manifest; the shard is corrupt: delete {big} to rebuild it"
 
 
+def test_a_token_id_beyond_the_vocabulary_is_one_line_when_its_window_is_read(big):
+    """Past the stamp (a byte between the stamped MiBs, mtime kept): the window that holds it
+    stops the run in one line naming the file, never an IndexError in the embedding."""
+    from cpt.data.windows import TokenWindows
+
+    f = big / "train.bin"
+    st = f.stat()
+    tokens = np.memmap(f, dtype="uint16", mode="r+")
+    tokens[1_400_000 // 2] = 60_000  # a uint16 id no tokenizer of this shard made
+    tokens.flush()
+    del tokens
+    os.utime(f, ns=(st.st_atime_ns, st.st_mtime_ns))  # as silent disk corruption: the stamp passes
+    windows = TokenWindows(open_shard(big, "fp").array("train"), 128, vocab=50_304, source=str(f))
+    assert windows[0].max() < 50_304
+    with pytest.raises(UserError, match=r"train.bin: token id 60000 at tokens 699904-700032 is beyond the "
+                                        r"vocabulary \(50304\); the shard is corrupt"):
+        windows[700_000 // 128]
+
+
 def test_a_same_size_write_between_the_stamped_mibs_is_caught_on_open(big, capsys):
     """The issue's case: bytes changed on disk at the same size. A write moves the mtime, so the
     open reads every byte once (saying so) and stops with one line; it never trains on them."""

@@ -9,15 +9,26 @@ from cpt.data.mixture import affine_permutation, assign, stable_seed
 
 
 class TokenWindows:
-    """Non-overlapping windows of seq_len + 1 tokens (inputs and shifted targets)."""
+    """Non-overlapping windows of seq_len + 1 tokens (inputs and shifted targets).
 
-    def __init__(self, tokens: np.ndarray, seq_len: int):
-        self.tokens, self.seq_len = tokens, seq_len
+    With `vocab`, every window is checked to hold token ids below it (a max over a few thousand
+    ids): a shard changed on disk past its stamp's checks (cpt/data/shards.py) is one line
+    naming it, not an IndexError deep in the embedding."""
+
+    def __init__(self, tokens: np.ndarray, seq_len: int, vocab: int | None = None, source: str = ""):
+        self.tokens, self.seq_len, self.vocab, self.source = tokens, seq_len, vocab, source
         self.n = (len(tokens) - 1) // seq_len
 
     def __getitem__(self, j: int) -> np.ndarray:
         start = j * self.seq_len
-        return np.asarray(self.tokens[start : start + self.seq_len + 1], dtype=np.int64)
+        window = np.asarray(self.tokens[start : start + self.seq_len + 1], dtype=np.int64)
+        if self.vocab is not None and window.size and int(window.max()) >= self.vocab:
+            from cpt.errors import UserError
+
+            raise UserError(f"{self.source}: token id {int(window.max())} at tokens {start}-{start + self.seq_len} "
+                            f"is beyond the vocabulary ({self.vocab}); the shard is corrupt: "
+                            "cpt prepare --verify checks it, deleting its directory rebuilds it")
+        return window
 
 
 class StageSequences(torch.utils.data.Dataset):

@@ -27,10 +27,15 @@ def accumulation(cfg: RunConfig) -> int:
     return layout(cfg).accumulation
 
 
+def windows_of(data: PreparedData, name: str, split: str, seq_len: int) -> TokenWindows:
+    shard = data.shards[name]
+    return TokenWindows(shard.array(split), seq_len, data.vocab_size, str(shard.path / f"{split}.bin"))
+
+
 def val_loaders(cfg: RunConfig, data: PreparedData) -> dict:
     return {
         d.name: torch.utils.data.DataLoader(
-            ValWindows(TokenWindows(data.shards[d.name].array("val"), cfg.model.seq_len)),
+            ValWindows(windows_of(data, d.name, "val", cfg.model.seq_len)),
             batch_size=cfg.batch.micro_sequences)
         for d in cfg.shift.datasets
     }
@@ -38,7 +43,7 @@ def val_loaders(cfg: RunConfig, data: PreparedData) -> dict:
 
 def stage_sequences(cfg: RunConfig, stage: Stage, data: PreparedData, start: int = 0) -> StageSequences:
     names = [d.name for d in cfg.shift.datasets]
-    windows = [TokenWindows(data.shards[n].array("train"), cfg.model.seq_len) for n in names]
+    windows = [windows_of(data, n, "train", cfg.model.seq_len) for n in names]
     return StageSequences(
         own=windows[stage.dataset], earlier=windows[: len(stage.replay_weights)],
         n_sequences=stage.steps * cfg.sequences_per_batch, replay=stage.replay,
