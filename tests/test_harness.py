@@ -98,12 +98,12 @@ def scored_run(tmp_path_factory):
     said = []
     ctx = RunContext(params=flatten(resolved), run_name="harness", overrides=overrides + [f"paths.output_dir={out}"])
     result = run(cfg, ctx, say=said.append)
-    return cfg, result, MlflowClient(f"sqlite:///{out}/mlflow.db"), said, out
+    return cfg, result, MlflowClient(f"sqlite:///{out}/mlflow.db"), said, out, overrides
 
 
 @pytest.mark.slow
 def test_run_logs_task_scores_at_every_stage_end(scored_run):
-    cfg, result, client, said, out = scored_run
+    cfg, result, client, said, out, _ = scored_run
     run = client.get_run(result.run_id).data.metrics
     for task in ("cpt-syn-en-a", "cpt-syn-en-b", "my_local_task"):
         assert 0 <= run[f"harness/{task}/acc"] <= 1
@@ -122,7 +122,7 @@ def test_cache_entries_keep_scores_and_evaluate_scores_a_finished_run(scored_run
     from cpt.cli.main import main
     from cpt.store.prefix_cache import PrefixCache
 
-    cfg, result, client, said, out = scored_run
+    cfg, result, client, said, out, _ = scored_run
     entries = PrefixCache(out / "cache").entries()
     assert len(entries) == 2 and all(len(e.result.get("harness", {})) == 3 for e in entries)  # stage 0, final
     before = len(client.get_metric_history(result.run_id, "harness/cpt-syn-en-a/acc"))
@@ -130,6 +130,24 @@ def test_cache_entries_keep_scores_and_evaluate_scores_a_finished_run(scored_run
     after = client.get_metric_history(result.run_id, "harness/cpt-syn-en-a/acc")
     assert len(after) > before  # logged to that run, nothing trained
     assert len(PrefixCache(out / "cache").entries()) == 2
+
+
+@pytest.mark.slow
+def test_a_second_point_of_a_sweep_scores_its_own_model_only(scored_run):
+    """Stage 0 is scored once for all the points that share it: a second point (another η_max)
+    scores only its final model; the stage-0 prefix run's scores are not logged again."""
+    from cpt.config.schema import parse
+    from cpt.run.experiment import RunContext, run
+
+    cfg, result, client, said, out, overrides = scored_run
+    said2 = []
+    second = run(parse(compose([*overrides, "lr.max=1e-3"], out)), RunContext(run_name="second"), say=said2.append)
+    assert sum("scored in" in line for line in said) == 2  # the first point: stage 0 and its final model
+    assert sum("scored in" in line for line in said2) == 1, said2  # the second: its final model only
+    exp = client.get_experiment_by_name("cpt").experiment_id
+    (prefix,) = client.search_runs([exp], "tags.`cpt.kind` = 'prefix' and tags.`cpt.stage` = '0'")
+    assert len(client.get_metric_history(prefix.info.run_id, "harness/avg")) == 1  # scored once, for both points
+    assert "final/harness_avg" in second.metrics and second.run_id != result.run_id
 
 
 @pytest.mark.slow
