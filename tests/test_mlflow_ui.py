@@ -112,3 +112,23 @@ def test_a_sweep_whose_job_fails_ends_its_parent_failed(out):
     (sweep,) = c.search_runs([c.get_experiment_by_name("cpt").experiment_id])
     assert sweep.data.tags["cpt.kind"] == "sweep" and sweep.info.run_name == "sweep model.init"
     assert sweep.info.status == "FAILED"
+
+
+def test_a_sweep_killed_with_sigkill_leaves_no_parent_running(tmp_path):
+    """A multirun killed by SIGKILL cannot end its parent; the next sweep on this host finds the
+    parent's process gone and ends it KILLED (a live one, this process's, stays RUNNING)."""
+    import subprocess
+
+    from cpt.config.schema import Tracking
+    from cpt.store.tracking import Tracker
+
+    tracker = Tracker(Tracking(f"sqlite:///{tmp_path}/mlflow.db", "cpt", str(tmp_path / "art")))
+    dead = tracker.open_sweep("killed", "sweep killed", {})
+    gone = subprocess.Popen(["true"])
+    gone.wait()
+    tracker.set_tags(dead, {"cpt.pid": str(gone.pid)})  # as if a process that no longer exists opened it
+    live = tracker.open_sweep("live", "sweep live", {})
+    tracker.open_sweep("next", "sweep next", {})
+    status = {r["tags"]["cpt.sweep_id"]: r["status"] for r in tracker.records("tags.`cpt.kind` = 'sweep'")}
+    assert status == {"killed": "KILLED", "live": "RUNNING", "next": "RUNNING"}, status
+    assert tracker.record(live)["tags"]["cpt.host"]

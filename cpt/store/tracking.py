@@ -9,7 +9,9 @@ crashed process had already sent, so the run's history holds every step exactly 
 
 from __future__ import annotations
 
+import contextlib
 import os
+import socket
 import subprocess
 import time
 from contextlib import contextmanager
@@ -185,6 +187,18 @@ class Tracker:
             retry_busy(lambda: self.client.set_terminated(run.info.run_id, "KILLED"))
         return len(stale)
 
+    def end_dead_sweeps(self) -> int:
+        """Mark KILLED the RUNNING sweep parents of this host whose process is gone: a multirun
+        killed with SIGKILL cannot end its own parent (atexit does not run). Another host's
+        sweeps are left alone (their process cannot be checked from here)."""
+        found = retry_busy(lambda: self.client.search_runs(
+            [self.experiment_id], f"tags.`cpt.kind` = 'sweep' and tags.`cpt.host` = '{socket.gethostname()}' "
+                                  "and attributes.status = 'RUNNING'"))
+        dead = [r for r in found if not _alive(int(r.data.tags.get("cpt.pid", "0")))]
+        for run in dead:
+            retry_busy(lambda: self.client.set_terminated(run.info.run_id, "KILLED"))
+        return len(dead)
+
     def set_tags(self, run_id: str, tags: dict) -> None:
         RunLog(self.client, run_id).set_tags(tags)
 
@@ -199,8 +213,11 @@ class Tracker:
 
     def open_sweep(self, sweep_id: str, name: str, tags: dict) -> str:
         """The RUNNING parent run of sweep `sweep_id`: made now, or reopened (a sweep dir run again,
-        e.g. an Optuna study that adds trials); returns its id."""
-        tags = {**tags, "cpt.kind": "sweep", "cpt.sweep_id": sweep_id, SWEEP_IDS_TAG: sweep_id}
+        e.g. an Optuna study that adds trials); returns its id. Before that, the parents of
+        sweeps whose process died (kill -9) are ended KILLED (`end_dead_sweeps`)."""
+        self.end_dead_sweeps()
+        tags = {**tags, "cpt.kind": "sweep", "cpt.sweep_id": sweep_id, SWEEP_IDS_TAG: sweep_id,
+                "cpt.host": socket.gethostname(), "cpt.pid": str(os.getpid())}
         found = self.sweep_parent(sweep_id)
         if found is None:
             return self.start_run(name, {}, tags).run_id
@@ -214,13 +231,20 @@ class Tracker:
     def join_sweep(self, run_id: str, sweep_id: str) -> None:
         """Run `run_id` (a finished run skipped, a cached prefix reused, a stage resumed) belongs to
         sweep `sweep_id` too: the id joins the run's list; its parent (a run has one) stays."""
-        record = self.record(run_id) if sweep_id else None
-        if record is None:
+        if not sweep_id:
             return
-        tags = record["tags"]
-        ids = [i for i in tags.get(SWEEP_IDS_TAG, tags.get("cpt.sweep_id", "")).split(",") if i]
-        if sweep_id not in ids:
-            self.set_tags(run_id, {SWEEP_IDS_TAG: ",".join(ids + [sweep_id])})
+        db = sqlite_file(self.uri)
+        # Read, add, write: two sweeps joining one run at once (parallel jobs reusing a prefix)
+        # would each write its own list and lose the other's id, so a SQLite store is locked for
+        # it (a server's store cannot be locked from here: the race remains there).
+        with file_lock(db.with_name(db.name + ".sweep_ids.lock")) if db else contextlib.nullcontext():
+            record = self.record(run_id)
+            if record is None:
+                return
+            tags = record["tags"]
+            ids = [i for i in tags.get(SWEEP_IDS_TAG, tags.get("cpt.sweep_id", "")).split(",") if i]
+            if sweep_id not in ids:
+                self.set_tags(run_id, {SWEEP_IDS_TAG: ",".join(ids + [sweep_id])})
 
     def sweep_records(self, sweep_id: str, kind: str = "run") -> list[dict]:
         """The runs of `kind` that belong to sweep `sweep_id` (its id in their list; runs logged
@@ -278,6 +302,18 @@ class Tracker:
 
     def artifacts(self, run_id: str) -> list[str]:
         return [a.path for a in self.client.list_artifacts(run_id)]
+
+
+def _alive(pid: int) -> bool:
+    if pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # another user's live process
+    return True
 
 
 def in_sweep(tags: dict, sweep_id: str) -> bool:
