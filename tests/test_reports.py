@@ -153,26 +153,33 @@ def test_tiny_sweep_writes_its_report_with_figures_and_the_papers_table(swept):
     out, printed = swept
     report = out / "reports" / "tiny-grid"
     assert f"report: {report / 'report.md'}" in printed
+    # The D0 → D0 baseline is another chain (its D1 is syn-en-a.1): a section and figures of its own.
+    weak, same = "shift=synthetic-weak", "shift=synthetic-same"
     pngs = sorted(p.name for p in report.glob("*.png"))
-    assert pngs == ["compute.png", "curves.png", "final_vs_lr.max.png", "final_vs_warmup.png",
-                    "heatmap_warmup_x_lr.max.png", "lr.png", "tradeoff.png"]
+    assert pngs == sorted(
+        [f"{kind}-shift_synthetic-weak.png" for kind in ("compute", "curves", "final_vs_lr.max", "final_vs_warmup",
+                                                         "heatmap_warmup_x_lr.max", "lr", "tradeoff")]
+        + [f"{kind}-shift_synthetic-same.png" for kind in ("compute", "curves", "lr", "tradeoff")])
     for p in report.glob("*.png"):  # a blank canvas has zero variance; a drawn figure far more
         assert _png_variance(p) > 1e-3, p.name
     md = (report / "report.md").read_text()
-    labels = ["warmup=0, lr.max=0.003", "warmup=0, lr.max=0.01", "warmup=0.25, lr.max=0.003",
-              "warmup=0.25, lr.max=0.01", "upstream-only", "shift=synthetic-same"]  # grid, then baselines
+    labels = {weak: ["warmup=0, lr.max=0.003", "warmup=0, lr.max=0.01", "warmup=0.25, lr.max=0.003",
+                     "warmup=0.25, lr.max=0.01", "upstream-only"],  # grid, then baselines
+              same: ["shift=synthetic-same"]}
     with open(report / "table.csv") as f:
         table = list(csv.DictReader(f))
-    assert [r["run"] for r in table] == labels
+    assert [(r["chain"], r["run"]) for r in table] == [(c, label) for c, ls in labels.items() for label in ls]
     assert [r["baseline"] for r in table] == ["0", "0", "0", "0", "1", "1"]
     for r in table:
         assert float(r["avg_loss_mean"]) == pytest.approx((float(r["D0_loss_mean"]) + float(r["D1_loss_mean"])) / 2)
-    md_rows = [line.split(" | ")[0][2:] for line in md.split("## Final validation loss")[1].split("##")[0].splitlines()
-               if line.startswith("| ") and not line.startswith("| run")]
-    assert md_rows == labels
-    # D1 is syn-en-b in the grid and syn-en-a.1 (D0 again) in the baseline: the column names no one
-    assert "| run | D0 loss (syn-en-a) | D1 loss | AVG | seeds |" in md
-    assert "D1 = syn-en-a.1 / syn-en-b" in md
+    # each chain's table names its own D1: syn-en-b in the grid's, syn-en-a.1 (D0 again) in D0 → D0's
+    for chain, d1 in ((weak, "syn-en-b"), (same, "syn-en-a.1")):
+        part = md.split(f"## Chain `{chain}`")[1].split("## Chain")[0]
+        rows = [line.split(" | ")[0][2:] for line in part.split("### Final validation loss")[1].split("##")[0].splitlines()
+                if line.startswith("| ") and not line.startswith("| run")]
+        assert rows == labels[chain]
+        assert f"| run | D0 loss (syn-en-a) | D1 loss ({d1}) | AVG | seeds |" in part
+        assert f"- datasets: D0 = syn-en-a, D1 = {d1}" in part
     for png in pngs:
         assert f"({png})" in md
 
@@ -187,7 +194,7 @@ def test_report_is_logged_to_one_mlflow_run_and_rewritten_in_place(swept):
     assert not tracker.records("tags.`cpt.kind` = 'report'")  # the sweep's parent holds the report
     (rec,) = tracker.records("tags.`cpt.kind` = 'sweep'")
     assert rec["tags"]["cpt.sweep_id"] == "tiny-grid" and rec["status"] == "FINISHED"
-    assert {"report.md", "curves.png", "table.csv", "runs.csv"} <= set(tracker.artifacts(rec["run_id"]))
+    assert {"report.md", "curves-shift_synthetic-weak.png", "table.csv", "runs.csv"} <= set(tracker.artifacts(rec["run_id"]))
     assert not [p for p in (out / "reports").iterdir() if p.name.startswith(".")]  # no leftovers
     baseline = [r for r in tracker.records("tags.`cpt.kind` = 'run'") if r["tags"].get("cpt.baseline")]
     assert [r["tags"]["cpt.baseline"] for r in baseline] == ["shift=synthetic-same", "recipe=upstream-only"]

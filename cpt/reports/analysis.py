@@ -1,9 +1,12 @@
 """What a report shows, computed from the runs (pure: no MLflow, no plotting).
 
-- swept keys: the params that differ between the grid's runs (seed aside: seeds are repeats);
+- chains: the model and the shift's datasets (names, sources, token budgets) a run trained
+  through. D_k means one dataset only within a chain, so a report is faceted by chain and
+  nothing (a variant, a baseline, a table column, a panel) spans two;
+- swept keys: the params that differ between a chain's grid runs (seed aside: seeds are repeats);
 - variants: the runs grouped by their swept values, seeds aggregated (mean ± sample std);
 - baselines: runs a sweeper marked (tag cpt.baseline) or of another recipe than `cpt`; they
-  stand beside the grid as reference rows (union, scratch, upstream-only, constant η_min ...);
+  stand beside their chain's grid as reference rows (union, scratch, upstream-only, constant η_min ...);
 - the papers' table (D0 loss / D1 loss / … / AVG), the Pareto front of (upstream, downstream)
   loss, and each variant's compute relative to the union baseline.
 """
@@ -18,6 +21,8 @@ from cpt.config.schema import GROUPS, occurrence_names
 
 SEED = "seed"
 BASELINE_ORDER = ("union", "scratch", "upstream-only")  # the papers' order of reference rows
+CHAIN_PARAMS = ("model.", "shift.datasets.", "shift.tokenizer", "shift.bpe_vocab_size")
+NOT_CHAIN = (".val_tokens",)  # a larger held-out set measures the same chain
 
 
 def dataset_names(params: dict[str, str]) -> list[str]:
@@ -27,6 +32,16 @@ def dataset_names(params: dict[str, str]) -> list[str]:
         names.append(params[f"shift.datasets.{k}.name"])
         k += 1
     return occurrence_names(names)
+
+
+def chain_key(params: dict[str, str]) -> tuple:
+    """What makes runs one chain: the model, the tokenizer, and every dataset's name, source and
+    budget. Option names (`shift=…`) stay out: two names for one chain are one chain."""
+    return tuple(sorted((k, v) for k, v in params.items() if _in_chain(k)))
+
+
+def _in_chain(key: str) -> bool:
+    return key.startswith(CHAIN_PARAMS) and not key.endswith(NOT_CHAIN)
 
 
 def baseline_label(params: dict[str, str], tags: dict[str, str]) -> str | None:
@@ -121,24 +136,60 @@ class Variant:
 
 
 def variants(runs: list) -> tuple[list[str], list[Variant]]:
-    """(swept keys of the grid, variants: grid points in swept-value order, then baselines)."""
+    """(swept keys of the grid, variants: grid points in swept-value order, then baselines).
+    Only runs of one chain are seeds of one variant: a union of each of two shifts is two rows."""
     grid = [r for r in runs if baseline_label(r.params, r.tags) is None]
     keys = swept_keys([r.params for r in grid])
     groups: dict[tuple, Variant] = {}
     for r in grid:
         values = {k: r.params.get(k, "") for k in keys}
-        key = ("grid",) + tuple(values.values())
+        key = ("grid", chain_key(r.params)) + tuple(values.values())
         label = ", ".join(f"{k}={short(v)}" for k, v in values.items()) or r.params.get("recipe", "cpt")
         groups.setdefault(key, Variant(label, values, False)).runs.append(r)
     for r in runs:
         label = baseline_label(r.params, r.tags)
         if label is not None:
-            groups.setdefault(("baseline", label), Variant(label, {}, True)).runs.append(r)
+            groups.setdefault(("baseline", chain_key(r.params), label), Variant(label, {}, True)).runs.append(r)
     grid_v = sorted((v for v in groups.values() if not v.baseline),
                     key=lambda v: [num(v.values[k]) for k in keys])
     base_v = sorted((v for v in groups.values() if v.baseline),  # stable: others as they first ran
                     key=lambda v: BASELINE_ORDER.index(v.label) if v.label in BASELINE_ORDER else len(BASELINE_ORDER))
     return keys, grid_v + base_v
+
+
+@dataclass
+class Chain:
+    label: str  # the keys that tell it from the report's other chains; alone, its shift
+    keys: list[str]  # swept within the chain
+    variants: list[Variant]
+
+    @property
+    def runs(self) -> list:
+        return [r for v in self.variants for r in v.runs]
+
+
+def chains(runs: list) -> list[Chain]:
+    """The report's facets, each with its own swept keys and variants (so labels name only what
+    differs within it): chains with grid runs first, each in the order its runs came."""
+    by_key: dict[tuple, list] = {}
+    for r in runs:
+        by_key.setdefault(chain_key(r.params), []).append(r)
+    groups = sorted(by_key.values(), key=lambda rs: all(baseline_label(r.params, r.tags) is not None for r in rs))
+    labels = chain_labels([rs[0].params for rs in groups])
+    return [Chain(label, *variants(rs)) for label, rs in zip(labels, groups)]
+
+
+def chain_labels(params: list[dict[str, str]]) -> list[str]:
+    """Each chain named by what tells it from the others (`shift=…`, `model=…`, a budget changed
+    on the command line); a lone chain by its shift."""
+    if len(params) == 1:
+        return [f"shift={params[0].get('shift') or params[0].get('shift.name', '?')}"]
+    ident = [{k: v for k, v in p.items() if k in ("model", "shift") or _in_chain(k)} for p in params]
+    keys = swept_keys(ident)
+    if len({tuple(p.get(k) for k in keys) for p in ident}) < len(ident):  # a budget changed under one option
+        keys += [k for k in sorted(set().union(*ident)) if k not in keys and _in_chain(k)
+                 and len({p.get(k) for p in ident}) > 1]
+    return [", ".join(f"{k}={short(p.get(k, ''))}" for k in keys) for p in ident]
 
 
 def n_datasets(variants_: list[Variant]) -> int:

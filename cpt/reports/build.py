@@ -37,33 +37,47 @@ def write_report(tracking: Tracking, report_id: str, output_dir: Path, name: str
     return final / "report.md"
 
 
-def render(loaded, out: Path) -> dict:
-    """Every figure and table of the report into `out`; returns the figures by kind."""
-    from cpt.reports import analysis, forecast, markdown, plots, stability
+def render(loaded, out: Path) -> list:
+    """Every figure and table of the report into `out`, one facet per chain (its figures named
+    after it when there are several); returns the facets (markdown.Facet)."""
+    from cpt.reports import analysis, forecast, markdown, stability
 
     stability.fill_gaps(loaded.runs)  # runs logged before gap/* existed: from their curves
-    keys, variants = analysis.variants(loaded.runs)
+    chains = analysis.chains(loaded.runs)
+    alone = len(chains) == 1
+    facets = [_draw(c, out, "" if alone else "-" + _safe(c.label)) for c in chains]
+    markdown.write_tables(facets, out)
+    h = "##" if alone else "###"  # several chains: their sections under a heading each
+    lines = markdown.head_md(loaded, facets)
+    for f in facets:
+        labels = {r.run_id: v.label for v in f.chain.variants for r in v.runs}
+        lines += markdown.chain_md(f, h, titled=not alone)
+        lines += stability.section(f.chain.variants, markdown.md_table, h)
+        lines += forecast.section(f.chain.runs, markdown.md_table, lambda r: labels.get(r.run_id, r.name), h)
+    (out / "report.md").write_text("\n".join(lines + [""]))
+    return facets
+
+
+def _draw(chain, out: Path, suffix: str):
+    """One chain's figures into `out` (file names end with `suffix`)."""
+    from cpt.reports import analysis, markdown, plots
+
+    keys, variants = chain.keys, chain.variants
     grid = [v for v in variants if not v.baseline]
-    figures: dict = {"curves": plots.curves(variants, out / "curves.png"),
-                     "lr": plots.learning_rate(variants, out / "lr.png")}
-    figures["tradeoff"], front = plots.tradeoff(variants, out / "tradeoff.png")
+    figures: dict = {"curves": plots.curves(variants, out / f"curves{suffix}.png"),
+                     "lr": plots.learning_rate(variants, out / f"lr{suffix}.png")}
+    figures["tradeoff"], front = plots.tradeoff(variants, out / f"tradeoff{suffix}.png")
     values = {k: {v.values[k] for v in grid} for k in keys}
     searched = analysis.searched([r for v in grid for r in v.runs])
-    figures["final_vs"] = {k: plots.final_vs(variants, keys, k, out / f"final_vs_{_safe(k)}.png", searched)
+    figures["final_vs"] = {k: plots.final_vs(variants, keys, k, out / f"final_vs_{_safe(k)}{suffix}.png", searched)
                            for k in keys if len(values[k]) > 1}
     cells = [k for k in keys if 1 < len(values[k]) <= plots.MAX_CATEGORIES]  # Optuna draws make no cells
     figures["heatmaps"] = {} if searched else {
-        (a, b): plots.heatmap(variants, keys, a, b, out / f"heatmap_{_safe(a)}_x_{_safe(b)}.png")
+        (a, b): plots.heatmap(variants, keys, a, b, out / f"heatmap_{_safe(a)}_x_{_safe(b)}{suffix}.png")
         for a, b in itertools.combinations(cells, 2)}
     rows, source = analysis.compute_rows(variants)
-    figures["compute"] = plots.compute(rows, out / "compute.png")
-    markdown.write_tables(variants, keys, rows, out)
-    text = markdown.report_md(loaded, keys, variants, figures, front, rows, source)
-    labels = {r.run_id: v.label for v in variants for r in v.runs}
-    text += "\n".join(stability.section(variants, markdown.md_table)
-                      + forecast.section(loaded.runs, markdown.md_table, lambda r: labels.get(r.run_id, r.name)) + [""])
-    (out / "report.md").write_text(text)
-    return figures
+    figures["compute"] = plots.compute(rows, out / f"compute{suffix}.png")
+    return markdown.Facet(chain, figures, front, rows, source)
 
 
 def _safe(key: str) -> str:

@@ -60,10 +60,10 @@ def check(runs: list, n_fit: int = FIT_RUNS) -> Check | str:
     return Check([c.run for c in cands[:n_fit]], rows, names, objective)
 
 
-def section(runs: list, md_table, label_of) -> list[str]:
-    """report.md's lines; `label_of(run)`: the run's label in the report's tables."""
+def section(runs: list, md_table, label_of, h: str = "##") -> list[str]:
+    """report.md's lines, headed `h`; `label_of(run)`: the run's label in the report's tables."""
     c = check(runs)
-    out = ["", "## Forecast", ""]
+    out = ["", f"{h} Forecast", ""]
     if isinstance(c, str):
         return out + [f"No forecast: {c}."]
     rho, same = c.rank()

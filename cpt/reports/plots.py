@@ -107,8 +107,9 @@ def _loss_panel(ax, variants: list[Variant], cols: list, k: int, seam) -> None:
         if m is None:
             continue
         x, y, s = m
-        ax.plot(x, y, color=c, lw=1.4, ls="--" if v.baseline else "-", marker="." if len(x) < 3 else None,
-                label=v.label)
+        # the zoom marks every eval in its window: the gap is only as sharp as the eval grid
+        ax.plot(x, y, color=c, lw=1.4, ls="--" if v.baseline else "-", marker="." if len(x) < 3 or seam else None,
+                ms=3 if seam else 6, label=v.label)
         if s.any():
             ax.fill_between(x, y - s, y + s, color=c, alpha=0.2, lw=0)
         if not (seam and v.baseline):  # the zoom fits the continual runs, not a baseline passing by
@@ -160,24 +161,25 @@ def learning_rate(variants: list[Variant], path: Path) -> Path:
 
 def tradeoff(variants: list[Variant], path: Path) -> tuple[Path, list[str]]:
     """Forgetting vs adaptation: final upstream loss (x) against final downstream loss (y),
-    labelled, with the Pareto front of the swept runs (no other swept run lower on both; the
-    baselines are references, not choices). Returns the front's labels."""
+    with the Pareto front of the swept runs (no other swept run lower on both; the baselines are
+    references, not choices). Points carry numbers, the legend their labels: clustered points
+    would overprint full labels. Returns the front's labels."""
     fig = Figure(layout="constrained", figsize=(6.5, 5))
     ax = fig.subplots()
     pts = [(v.stat("final/upstream_loss"), v.stat("final/downstream_loss")) for v in variants]
     choices = [i for i, v in enumerate(variants) if not v.baseline] or list(range(len(variants)))
     front = [choices[i] for i in pareto_front([(pts[i][0].mean, pts[i][1].mean) for i in choices])]
-    for (x, y), v, c in zip(pts, variants, colors(variants)):
+    for number, ((x, y), v, c) in enumerate(zip(pts, variants, colors(variants)), 1):
         if math.isnan(x.mean) or math.isnan(y.mean):
             continue
         ax.errorbar(x.mean, y.mean, xerr=x.std if x.n > 1 else None, yerr=y.std if y.n > 1 else None,
-                    fmt="s" if v.baseline else "o", color=c, ms=6, capsize=2)
-        ax.annotate(v.label, (x.mean, y.mean), textcoords="offset points", xytext=(5, 4), fontsize=7)
+                    fmt="s" if v.baseline else "o", color=c, ms=6, capsize=2, label=f"{number}: {v.label}")
+        ax.annotate(str(number), (x.mean, y.mean), textcoords="offset points", xytext=(4, 3), fontsize=7)
     if front:
         fx, fy = zip(*[(pts[i][0].mean, pts[i][1].mean) for i in front])
         ax.step(fx, fy, where="post", color="crimson", lw=1.2, alpha=0.8, label="Pareto front")
         ax.plot(fx, fy, "o", mfc="none", mec="crimson", ms=11)
-        ax.legend(fontsize=8)
+    _legend(fig, ax, limit=40)
     ax.set_xlabel("final upstream loss, nats (forgetting: lower is better)", fontsize=8)
     ax.set_ylabel("final downstream loss, nats (adaptation: lower is better)", fontsize=8)
     ax.tick_params(labelsize=7)

@@ -55,11 +55,11 @@ def gap_table(variants: list[Variant]) -> tuple[list[str], list[list[str]]]:
     return head, rows
 
 
-def section(variants: list[Variant], md_table) -> list[str]:
+def section(variants: list[Variant], md_table, h: str = "##") -> list[str]:
     head, rows = gap_table(variants)
     if not rows:
         return []
-    return ["", "## Stability gap of the last stage", "",
+    return ["", f"{h} Stability gap of the last stage", "",
             "Per dataset: depth = highest loss after the stage's start minus the loss at its start (nats); "
             "peak / recovery tokens = tokens from the start to that peak / back at or below the start "
             "loss ('-': never within the stage). Resolution: the eval grid (`eval.dense_fraction`, "
