@@ -204,3 +204,50 @@ def test_an_experiment_of_two_shifts_reports_one_section_per_chain_from_mlflow(l
     assert {"curves-shift_synthetic-weak.png", "tradeoff-shift_synthetic-strong.png"} <= set(drawn)
     (rec,) = tracker.records("tags.`cpt.kind` = 'report'")
     assert {"report.md", "table.csv", "runs.csv"} <= set(tracker.artifacts(rec["run_id"]))
+
+
+def test_merges_draw_their_alpha_curve_and_the_front_counts_merge_and_ema_points(logged, tmp_path):
+    """Issue #16's report: θ(α) points of the replay-0 run as one family on the α axis (one
+    dotted curve, never pooled), an EMA run and a soup with their own markers, all choices on
+    the trade-off; the report says how many of each are on the Pareto front and what they trained."""
+    from matplotlib.figure import Figure
+
+    from cpt.reports.analysis import front_note, point_kind
+
+    base = {**logged["synthetic-strong"], "warmup": "0.02"}
+    names, t = _names(base), int(base["shift.datasets.0.tokens"])
+    runs = []
+    for replay, d0, d1 in (("0", 2.60, 2.00), ("0.25", 2.30, 2.20)):
+        runs.append(Run(f"r{replay}", f"replay={replay}", {**base, "replay": replay}, {"cpt.kind": "run"},
+                        _final(names, d0, d1, t)))
+    merge = {**base, "replay": "0", "recipe": "merge", "recipe.name": "merge", "merge.runs": "[]"}
+    for alpha, d0, d1 in (("0.0", 2.0, 3.0), ("0.5", 2.2, 2.1), ("1.0", 2.60, 2.00)):  # 0.5 beats replay 0.25
+        runs.append(Run(f"m{alpha}", f"merge.alpha={alpha}", {**merge, "merge.alpha": alpha},
+                        {"cpt.kind": "run", "cpt.recipe": "merge", "cpt.baseline": "recipe=merge"},
+                        _final(names, d0, d1, 0, t)))
+    runs.append(Run("soup", "soup", {**merge, "merge.runs": "['a', 'b']", "merge.alpha": ""},
+                    {"cpt.kind": "run", "cpt.recipe": "merge", "cpt.baseline": "recipe=merge merge.runs=[a,b]"},
+                    _final(names, 2.5, 2.5, 0, t)))
+    runs.append(Run("ema", "ema", {**base, "replay": "0", "ema.decay": "0.99", "ema.use": "True"},
+                    {"cpt.kind": "run", "cpt.baseline": "ema.decay=0.99 ema.use=true"}, _final(names, 2.25, 2.05, t)))
+    keys, vs = variants(runs)
+    kinds = {v.label: point_kind(v) for v in vs}
+    assert sorted(kinds.values()) == ["ema", "grid", "grid", "merge", "merge", "merge", "soup"], kinds
+    assert "merge.alpha" in keys and all(v.runs and len(v.runs) == 1 for v in vs)  # one point per α
+    drawn = []
+    real = Figure.savefig
+    try:
+        Figure.savefig = lambda fig, path, **kw: drawn.append(fig)
+        _, front = plots.tradeoff(vs, tmp_path / "tradeoff.png")
+    finally:
+        Figure.savefig = real
+    (ax,) = drawn[0].axes
+    (curve,) = [line for line in ax.get_lines() if line.get_linestyle() == ":"]
+    assert list(curve.get_xdata()) == [2.0, 2.2, 2.6]  # α = 0, 0.5, 1 in order
+    # (upstream, downstream): α 0 (2.0, 3.0), α .5 (2.2, 2.1), EMA (2.25, 2.05), replay 0 and α 1
+    # (2.6, 2.0, a tie: both kept) are on the front; replay .25 (2.3, 2.2) and the soup are not.
+    assert sorted(kinds[vs[i].label] for i in front) == ["ema", "grid", "merge", "merge", "merge"]
+    assert {vs[i].runs[0].run_id for i in front} == {"m0.0", "m0.5", "m1.0", "ema", "r0"}
+    note = front_note(vs, front)
+    assert note == (f"On the front: 3 of 3 merge points (0 tokens trained); 0 of 1 soup points (0 tokens trained); "
+                    f"1 of 1 ema points (tokens trained {t:,}); 1 of 2 grid points (tokens trained {t:,})."), note

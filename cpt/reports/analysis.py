@@ -144,7 +144,7 @@ def variants(runs: list) -> tuple[list[str], list[Variant]]:
     for r in grid:
         values = {k: r.params.get(k, "") for k in keys}
         key = ("grid", chain_key(r.params)) + tuple(values.values())
-        label = ", ".join(f"{k}={short(v)}" for k, v in values.items()) or r.params.get("recipe", "cpt")
+        label = ", ".join(f"{k}={short(v)}" for k, v in values.items() if v != "") or r.params.get("recipe", "cpt")
         groups.setdefault(key, Variant(label, values, False)).runs.append(r)
     for r in runs:
         label = baseline_label(r.params, r.tags)
@@ -194,6 +194,41 @@ def chain_labels(params: list[dict[str, str]]) -> list[str]:
 
 def n_datasets(variants_: list[Variant]) -> int:
     return max(len(v.datasets) for v in variants_)
+
+
+TRAINED_FREE = ("merge", "soup")  # kinds whose weights cost no training
+
+
+def point_kind(v: Variant) -> str:
+    """How a variant got its weights: "merge" (θ(α) between a stage's start and end), "soup" (an
+    average of runs' final weights), "ema" (a moving average of the stage's weights used as its
+    model), "baseline" (a reference row), or "grid" (trained, a point of the sweep)."""
+    p = v.runs[0].params
+    if p.get("recipe") == "merge":
+        return "soup" if p.get("merge.runs", "[]") not in ("", "[]", "None") else "merge"
+    if p.get("ema.use") == "True" and p.get("ema.decay", "None") not in ("", "None"):
+        return "ema"
+    return "baseline" if v.baseline else "grid"
+
+
+def is_choice(v: Variant) -> bool:
+    """A point the trade-off's Pareto front is drawn over: not a reference baseline."""
+    return point_kind(v) != "baseline"
+
+
+def front_note(variants_: list[Variant], front: list[int]) -> str:
+    """How many merge / soup / EMA / grid points are on the Pareto front, and what each trained."""
+    parts = []
+    for kind in ("merge", "soup", "ema", "grid"):
+        of = [i for i, v in enumerate(variants_) if point_kind(v) == kind]
+        if not of:
+            continue
+        on = [i for i in of if i in front]
+        tokens = {0.0} if kind in TRAINED_FREE else {variants_[i].stat("compute/tokens").mean for i in of}
+        cost = "0 tokens trained" if tokens == {0.0} else \
+            "tokens trained " + ", ".join(f"{t:,.0f}" for t in sorted(t for t in tokens if not math.isnan(t)))
+        parts.append(f"{len(on)} of {len(of)} {kind} points ({cost})")
+    return "On the front: " + "; ".join(parts) + "." if parts else ""
 
 
 def pareto_front(points: list[tuple[float, float]]) -> list[int]:

@@ -66,7 +66,8 @@ def _draw(chain, out: Path, suffix: str):
     grid = [v for v in variants if not v.baseline]
     figures: dict = {"curves": plots.curves(variants, out / f"curves{suffix}.png"),
                      "lr": plots.learning_rate(variants, out / f"lr{suffix}.png")}
-    figures["tradeoff"], front = plots.tradeoff(variants, out / f"tradeoff{suffix}.png")
+    figures["tradeoff"], front_at = plots.tradeoff(variants, out / f"tradeoff{suffix}.png")
+    front = [variants[i].label for i in front_at]
     values = {k: {v.values[k] for v in grid} for k in keys}
     searched = analysis.searched([r for v in grid for r in v.runs])
     figures["final_vs"] = {k: plots.final_vs(variants, keys, k, out / f"final_vs_{_safe(k)}{suffix}.png", searched)
@@ -77,7 +78,7 @@ def _draw(chain, out: Path, suffix: str):
         for a, b in itertools.combinations(cells, 2)}
     rows, source = analysis.compute_rows(variants)
     figures["compute"] = plots.compute(rows, out / f"compute{suffix}.png")
-    return markdown.Facet(chain, figures, front, rows, source)
+    return markdown.Facet(chain, figures, front, rows, source, analysis.front_note(variants, front_at))
 
 
 def _safe(key: str) -> str:

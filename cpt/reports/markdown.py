@@ -7,7 +7,8 @@ import math
 from dataclasses import dataclass
 from pathlib import Path
 
-from cpt.reports.analysis import SEED, Chain, ComputeRow, Variant, dataset_names, n_datasets, num, short, table
+from cpt.reports.analysis import (SEED, Chain, ComputeRow, Variant, dataset_names, n_datasets, num, point_kind, short,
+                                  table)
 from cpt.reports.stability import gap_stats
 
 
@@ -28,6 +29,7 @@ class Facet:
     front: list[str]  # labels of the Pareto front
     compute: list[ComputeRow]
     union_source: str
+    front_note: str = ""  # how many merge / EMA / grid points are on the front, at what compute
 
 
 def write_tables(facets: list[Facet], out: Path) -> None:
@@ -42,11 +44,12 @@ def write_tables(facets: list[Facet], out: Path) -> None:
     stats += gap_stats(n)  # the last stage's stability gap (cpt/reports/stability.py)
     with open(out / "table.csv", "w", newline="") as f:
         w = csv.writer(f)
-        w.writerow(["chain", "run", "baseline", *keys, "seeds"] + [f"{s}_{p}" for s, _ in stats for p in ("mean", "std")]
+        w.writerow(["chain", "run", "baseline", "kind", *keys, "seeds"] + [f"{s}_{p}" for s, _ in stats for p in ("mean", "std")]
                    + ["tokens_over_union", "tokens_with_prefix_over_union"])
         for facet in facets:
             for v, c in zip(facet.chain.variants, facet.compute):
-                row = [facet.chain.label, v.label, int(v.baseline), *(v.values.get(k, "") for k in keys), len(v.runs)]
+                row = [facet.chain.label, v.label, int(v.baseline), point_kind(v), *(v.values.get(k, "") for k in keys),
+                       len(v.runs)]
                 for _, get in stats:
                     s = get(v)
                     row += [s.mean, s.std]
@@ -120,7 +123,7 @@ def chain_md(facet: Facet, h: str = "##", titled: bool = False) -> list[str]:
         f"![forgetting vs adaptation]({figures['tradeoff'].name})",
         "",
         f"Pareto front of the swept runs (no other is lower on both upstream and downstream loss; "
-        f"baselines are references): {', '.join(facet.front) or '-'}.",
+        f"baselines are references): {', '.join(facet.front) or '-'}. {facet.front_note}".rstrip(),
     ]
     for key, path in figures.get("final_vs", {}).items():
         out += ["", f"{h} Final loss vs `{key}`", "", f"![final loss vs {key}]({path.name})"]

@@ -13,7 +13,8 @@ from pathlib import Path
 import numpy as np
 from matplotlib.figure import Figure
 
-from cpt.reports.analysis import Variant, dataset_names, n_datasets, num, pareto_front, short
+from cpt.reports.analysis import (Variant, dataset_names, is_choice, n_datasets, num, pareto_front,
+                                  point_kind, short)
 
 DPI = 110
 MAX_CATEGORIES = 12  # more distinct values than this (an Optuna search): numeric axes, no grid cells
@@ -159,21 +160,28 @@ def learning_rate(variants: list[Variant], path: Path) -> Path:
     return _save(fig, path)
 
 
-def tradeoff(variants: list[Variant], path: Path) -> tuple[Path, list[str]]:
+MARKERS = {"grid": "o", "baseline": "s", "merge": "D", "soup": "*", "ema": "^"}
+
+
+def tradeoff(variants: list[Variant], path: Path) -> tuple[Path, list[int]]:
     """Forgetting vs adaptation: final upstream loss (x) against final downstream loss (y),
-    with the Pareto front of the swept runs (no other swept run lower on both; the baselines are
-    references, not choices). Points carry numbers, the legend their labels: clustered points
-    would overprint full labels. Returns the front's labels."""
+    with the Pareto front of the points that are choices (grid, merge, soup and EMA points; the
+    baselines are references). Each merged run's θ(α) points are joined in α order. Points
+    carry numbers, the legend their labels: clustered points would overprint full labels.
+    Returns the front's indices into `variants`."""
     fig = Figure(layout="constrained", figsize=(6.5, 5))
     ax = fig.subplots()
     pts = [(v.stat("final/upstream_loss"), v.stat("final/downstream_loss")) for v in variants]
-    choices = [i for i, v in enumerate(variants) if not v.baseline] or list(range(len(variants)))
+    choices = [i for i, v in enumerate(variants) if is_choice(v)] or list(range(len(variants)))
     front = [choices[i] for i in pareto_front([(pts[i][0].mean, pts[i][1].mean) for i in choices])]
+    _alpha_curves(ax, variants, pts)
     for number, ((x, y), v, c) in enumerate(zip(pts, variants, colors(variants)), 1):
         if math.isnan(x.mean) or math.isnan(y.mean):
             continue
+        kind = point_kind(v)
         ax.errorbar(x.mean, y.mean, xerr=x.std if x.n > 1 else None, yerr=y.std if y.n > 1 else None,
-                    fmt="s" if v.baseline else "o", color=c, ms=6, capsize=2, label=f"{number}: {v.label}")
+                    fmt=MARKERS[kind], color=c, ms=9 if kind == "soup" else 6, capsize=2,
+                    label=f"{number}: {v.label}" + (f" ({kind})" if kind in ("soup", "ema") else ""))
         ax.annotate(str(number), (x.mean, y.mean), textcoords="offset points", xytext=(4, 3), fontsize=7)
     if front:
         fx, fy = zip(*[(pts[i][0].mean, pts[i][1].mean) for i in front])
@@ -183,7 +191,22 @@ def tradeoff(variants: list[Variant], path: Path) -> tuple[Path, list[str]]:
     ax.set_xlabel("final upstream loss, nats (forgetting: lower is better)", fontsize=8)
     ax.set_ylabel("final downstream loss, nats (adaptation: lower is better)", fontsize=8)
     ax.tick_params(labelsize=7)
-    return _save(fig, path), [variants[i].label for i in front]
+    return _save(fig, path), front
+
+
+def _alpha_curves(ax, variants: list[Variant], pts) -> None:
+    """One dotted line per merged run through its θ(α) points, in α order (no training on it)."""
+    families: dict[tuple, list[int]] = {}
+    for i, v in enumerate(variants):
+        if point_kind(v) == "merge":
+            families.setdefault(tuple((k, x) for k, x in v.values.items() if k != "merge.alpha"), []).append(i)
+    drawn = False
+    for members in families.values():
+        members.sort(key=lambda i: num(variants[i].runs[0].params.get("merge.alpha", "")))
+        xy = [(pts[i][0].mean, pts[i][1].mean) for i in members]
+        if len(xy) > 1:
+            ax.plot(*zip(*xy), ":", color="grey", lw=1.2, label=None if drawn else "θ(α) of one run (α = 0 → 1)")
+            drawn = True
 
 
 HEAT_METRICS = (("final/upstream_loss", "upstream"), ("final/downstream_loss", "downstream"),
