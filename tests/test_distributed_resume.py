@@ -1,7 +1,8 @@
 """Resume under DDP and FSDP on two CPU processes (gloo): the run's own stage is killed with
 SIGKILL at random steps after periodic checkpoints and finished by the same command; its MLflow
 record equals that of an uninterrupted two-process DDP run: the replay fraction exactly (and as
-planned), the per-step loss within 1e-5 relative.
+planned), the per-step loss within 1e-5 relative, and so the moving average of the weights
+(`ema.decay`, here with `ema.use`: its losses and the final ones).
 
 The replay fraction is where a resumed DDP stage used to go wrong: each rank counts its own
 sequences and the log sums the counts over the ranks, so a checkpoint must hold the sums and
@@ -36,10 +37,12 @@ pytestmark = pytest.mark.slow
 S0, S1, EVERY = 8, 16, 4  # steps of stage 0 and stage 1, checkpoint interval
 ARGS = [*TINY, f"shift.datasets.0.tokens={S0 * 512}", f"shift.datasets.1.tokens={S1 * 512}", "replay=0.3",
         f"checkpoint.interval_steps={EVERY}", "trainer.accelerator=cpu", "trainer.precision=32-true",
-        "trainer.devices=2"]
+        "trainer.devices=2", "ema.decay=0.8", "ema.use=true"]
 DDP = ["trainer=ddp"]
 FSDP = ["trainer=fsdp", "trainer.activation_checkpointing=false"]
-KEYS = ("train/loss", "train/replay_fraction", "train/lr", "val/syn-en-a/loss", "val/syn-en-b/loss")
+LOSSES = ("val/syn-en-a/loss", "val/syn-en-b/loss", "val/syn-en-a/loss_ema", "val/syn-en-b/loss_ema")
+KEYS = ("train/loss", "train/replay_fraction", "train/lr", *LOSSES)
+FINAL = ("final/syn-en-a/loss", "final/syn-en-b/loss", "final/syn-en-a/loss_ema", "final/syn-en-b/loss_ema")
 
 
 def run_py(out, trainer: list[str], fault: str | None = None) -> subprocess.CompletedProcess:
@@ -53,10 +56,11 @@ def run_py(out, trainer: list[str], fault: str | None = None) -> subprocess.Comp
 
 
 def history(out) -> dict:
-    """{metric: {step: value}} of the store's one `run` (the stage-1 run)."""
+    """{metric: {step: value}} of the store's one `run` (the stage-1 run), and its final metrics."""
     (run,) = runs_of_kind(out, "run")
     c = client(out)
-    return {k: {h.step: h.value for h in c.get_metric_history(run.info.run_id, k)} for k in KEYS}
+    return {**{k: {h.step: h.value for h in c.get_metric_history(run.info.run_id, k)} for k in KEYS},
+            **{k: run.data.metrics[k] for k in FINAL}}
 
 
 @pytest.fixture(scope="module")
@@ -142,9 +146,12 @@ def test_stage_resumed_under_ddp_and_fsdp_logs_what_an_uninterrupted_run_logs(ba
     planned = {offset + t * 512: (4 * (t + 1) * 3 // 10) / (4 * (t + 1)) for t in range(S1)}
     assert got["train/replay_fraction"] == want["train/replay_fraction"] == planned, why
     assert got["train/lr"] == want["train/lr"], why
-    for key in ("train/loss", "val/syn-en-a/loss", "val/syn-en-b/loss"):
+    for key in ("train/loss", *LOSSES):  # the EMA's too: each rank's average resumed (DDP) or its shard (FSDP)
         assert got[key].keys() == want[key].keys() and want[key], f"{why}: {key} steps"
         for step, v in want[key].items():
             assert got[key][step] == pytest.approx(v, rel=1e-5), f"{why}: {key} at {step}"
+    for key in FINAL:  # ema.use: the final model is the average, gathered from the shards under FSDP
+        assert got[key] == pytest.approx(want[key], rel=1e-5), f"{why}: {key}"
+    assert want["final/syn-en-b/loss"] == want["final/syn-en-b/loss_ema"]
     c = client(out)
     assert len(c.get_metric_history(run_id, "train/loss")) == S1, why  # every step logged once
