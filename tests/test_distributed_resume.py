@@ -3,7 +3,8 @@ steps, once by SIGKILL after a periodic checkpoint (both ranks die) and once by 
 alone (the ranks agree to stop at the same step and write the checkpoint together: exit 143), and
 finished by the same command; its MLflow
 record equals that of an uninterrupted two-process DDP run: the replay fraction exactly (and as
-planned), the per-step loss within 1e-5 relative.
+planned), the per-step loss within 1e-5 relative, and so the moving average of the weights
+(`ema.decay`, here with `ema.use`: its losses and the final ones).
 
 The replay fraction is where a resumed DDP stage used to go wrong: each rank counts its own
 sequences and the log sums the counts over the ranks, so a checkpoint must hold the sums and
@@ -40,11 +41,13 @@ S0, S1, EVERY = 8, 16, 4  # steps of stage 0 and stage 1, checkpoint interval
 PEAK = 1e11  # FLOP/s of one device, for perf/mfu
 ONE = [*TINY, f"shift.datasets.0.tokens={S0 * 512}", f"shift.datasets.1.tokens={S1 * 512}", "replay=0.3",
        f"checkpoint.interval_steps={EVERY}", "trainer.accelerator=cpu", "trainer.precision=32-true",
-       f"trainer.peak_flops={PEAK}"]
+       f"trainer.peak_flops={PEAK}", "ema.decay=0.8", "ema.use=true"]
 ARGS = [*ONE, "trainer.devices=2"]
 DDP = ["trainer=ddp"]
 FSDP = ["trainer=fsdp", "trainer.activation_checkpointing=false"]
-KEYS = ("train/loss", "train/replay_fraction", "train/lr", "val/syn-en-a/loss", "val/syn-en-b/loss")
+LOSSES = ("val/syn-en-a/loss", "val/syn-en-b/loss", "val/syn-en-a/loss_ema", "val/syn-en-b/loss_ema")
+KEYS = ("train/loss", "train/replay_fraction", "train/lr", *LOSSES)
+FINAL = ("final/syn-en-a/loss", "final/syn-en-b/loss", "final/syn-en-a/loss_ema", "final/syn-en-b/loss_ema")
 
 
 def run_py(out, trainer: list[str], fault: str | None = None) -> subprocess.CompletedProcess:
@@ -58,10 +61,12 @@ def run_py(out, trainer: list[str], fault: str | None = None) -> subprocess.Comp
 
 
 def history(out, kind: str = "run") -> dict:
-    """{metric: {step: value}} of the store's one run of `kind` (`run`: stage 1, `prefix`: stage 0)."""
+    """{metric: {step: value}} of the store's one run of `kind` (`run`: stage 1, `prefix`: stage 0),
+    and its final metrics (a `run`'s)."""
     (run,) = runs_of_kind(out, kind)
     c = client(out)
-    return {k: {h.step: h.value for h in c.get_metric_history(run.info.run_id, k)} for k in KEYS}
+    return {**{k: {h.step: h.value for h in c.get_metric_history(run.info.run_id, k)} for k in KEYS},
+            **{k: run.data.metrics[k] for k in FINAL if kind == "run"}}
 
 
 def test_ddp_on_two_processes_logs_what_one_process_logs(baseline, tmp_path, prepared_root):
@@ -179,9 +184,12 @@ def test_stage_resumed_under_ddp_and_fsdp_logs_what_an_uninterrupted_run_logs(ba
     planned = {offset + t * 512: (4 * (t + 1) * 3 // 10) / (4 * (t + 1)) for t in range(S1)}
     assert got["train/replay_fraction"] == want["train/replay_fraction"] == planned, why
     assert got["train/lr"] == want["train/lr"], why
-    for key in ("train/loss", "val/syn-en-a/loss", "val/syn-en-b/loss"):
+    for key in ("train/loss", *LOSSES):  # the EMA's too: each rank's average resumed (DDP) or its shard (FSDP)
         assert got[key].keys() == want[key].keys() and want[key], f"{why}: {key} steps"
         for step, v in want[key].items():
             assert got[key][step] == pytest.approx(v, rel=1e-5), f"{why}: {key} at {step}"
+    for key in FINAL:  # ema.use: the final model is the average, gathered from the shards under FSDP
+        assert got[key] == pytest.approx(want[key], rel=1e-5), f"{why}: {key}"
+    assert want["final/syn-en-b/loss"] == want["final/syn-en-b/loss_ema"]
     c = client(out)
     assert len(c.get_metric_history(run_id, "train/loss")) == S1, why  # every step logged once

@@ -124,6 +124,21 @@ class Merge:
 
 
 @dataclass
+class EMA:
+    """An exponential moving average of the weights while each stage trains (cpt/train/ema.py),
+    evaluated beside them (val/<dataset>/loss_ema). Off by default; when on, `ema.*` is part of
+    the prefix key, so a stage trained with it is cached apart from one trained without."""
+
+    decay: Optional[float] = None  # θ_ema ← decay·θ_ema + (1 − decay)·θ after every optimizer step; null = off
+    use: bool = False  # the average is each stage's final model: cached, evaluated, continued from
+
+    def check(self) -> None:
+        _check(self.decay is None or 0 <= self.decay < 1, "ema.decay", self.decay,
+               "null (off) or 0 <= ema.decay < 1")
+        _check(not self.use or self.decay is not None, "ema.use", self.use, "false while ema.decay is null")
+
+
+@dataclass
 class DatasetSpec:
     """One dataset of the chain."""
 
@@ -263,6 +278,7 @@ class RunConfig:
     schedule: Schedule = field(default_factory=Schedule)
     recipe: Recipe = field(default_factory=Recipe)
     merge: Merge = field(default_factory=Merge)
+    ema: EMA = field(default_factory=EMA)
     pretrain: Pretrain = field(default_factory=Pretrain)
     tokenizer: str = "bpe"
     objective: Any = "final/avg_loss"  # a metric name, or a list for multi-objective sweeps
@@ -288,6 +304,7 @@ class RunConfig:
         self.schedule.check(self)
         _check(self.recipe.name in RECIPES, "recipe", self.recipe.name, ", ".join(RECIPES))
         self.merge.check(self.recipe.name)
+        self.ema.check()
         _check(not (self.recipe.name == "scratch" and self.model.init), "model.init", self.model.init,
                "only without recipe=scratch (scratch trains from random weights)")
         _check(len(self.shift.datasets) >= 2, "shift.datasets", len(self.shift.datasets), "at least 2 datasets")
@@ -331,6 +348,8 @@ class RunConfig:
         logged = [*(f"final/{n}/loss" for n in names), "final/upstream_loss", "final/downstream_loss",
                   "final/avg_loss", "forgetting", *(f"forgetting/{n}" for n in names[:-1]), "adaptation",
                   "compute/tokens", "compute/tokens_with_prefix", "compute/flops"]
+        if self.ema.decay is not None and self.recipe.name == "cpt":  # of the run's own stage
+            logged += [f"final/{n}/loss_ema" for n in names]
         for o in self.objective if isinstance(self.objective, (list, tuple)) else [self.objective]:
             _check(o in logged, "objective", o, "one of the metrics the run logs: " + ", ".join(logged))
 

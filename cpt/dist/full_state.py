@@ -1,5 +1,5 @@
 """The whole state of a stage under any strategy: full weights and optimizer state to save, and
-the optimizer state of a checkpoint loaded back into the optimizer that trains now.
+the optimizer state (and, for the EMA, weights) of a checkpoint loaded back into what trains now.
 
 Under DDP (and on one device) every rank holds everything: `state_dict()` is the state. Under
 FSDP each rank holds a shard of every parameter and of its AdamW moments; the full state is
@@ -47,6 +47,27 @@ def full_weights(trainer, module) -> dict:
     with _full(trainer, rank0_only=True):
         state = trainer.strategy.model.state_dict()  # the root FSDP module: the LightningModule's keys
     return {k.removeprefix("model."): v for k, v in state.items()}
+
+
+def load_full_weights(trainer, state: dict) -> None:
+    """Load the plain model's full state_dict into the FSDP model: every rank passes all of it and
+    keeps its own shard (a collective)."""
+    with _full(trainer, rank0_only=False):
+        trainer.strategy.model.load_state_dict({f"model.{k}": v for k, v in state.items()})
+
+
+def drop_gathered(trainer) -> None:
+    """Free every FSDP unit's gathered parameters, so that their next use gathers the shards anew.
+
+    FSDP keeps the root unit's gathered parameters after a forward without a backward (an
+    evaluation) and its next forward or state_dict uses them without gathering: right only while
+    the shards are unchanged, and the EMA writes them in place (cpt/train/ema.py). FSDP has no
+    public call for this; `reshard(True)` is what its own post-backward runs on each unit."""
+    from torch.distributed.fsdp import FullyShardedDataParallel as FSDP
+
+    for unit in FSDP.fsdp_modules(trainer.strategy.model):
+        if unit._handle is not None:
+            unit._handle.reshard(True)
 
 
 def full_optimizer(trainer, optimizer) -> dict:

@@ -48,7 +48,11 @@ def _stage_identity(cfg, stage) -> dict:
 
         return {"init": init_identity(stage.init)}
     d = cfg.shift.datasets[stage.dataset]
+    # ema.*: with ema.use the average is the stage's weights, and either way its curves; only
+    # when on, so runs without it keep their keys
+    ema = {"ema": dataclasses.asdict(cfg.ema)} if cfg.ema.decay is not None else {}
     return {
+        **ema,
         "dataset": {"source": _source(cfg, stage.dataset), "tokens": d.tokens},
         # its place in the chain seeds the order its windows are read in (windows.StageSequences)
         "position": stage.dataset,

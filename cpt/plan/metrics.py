@@ -14,12 +14,14 @@ from __future__ import annotations
 
 
 def final_metrics(names: list[str], final: dict[str, float], end_of_own_stage: dict[str, float],
-                  last_at_start: float) -> dict[str, float]:
+                  last_at_start: float, final_ema: dict[str, float] | None = None) -> dict[str, float]:
     """names: datasets in chain order; final: their losses at the end of the run;
     end_of_own_stage[n]: n's loss at the end of the stage that trained on it;
-    last_at_start: the last dataset's loss at step 0 of its stage."""
+    last_at_start: the last dataset's loss at step 0 of its stage;
+    final_ema: the losses of the run's own stage's moving average at its end (ema.decay), if any."""
     upstream, last = names[:-1], names[-1]
     out = {f"final/{n}/loss": final[n] for n in names}
+    out.update({f"final/{n}/loss_ema": final_ema[n] for n in names if final_ema})
     out["final/downstream_loss"] = final[last]
     out["final/upstream_loss"] = sum(final[n] for n in upstream) / len(upstream)
     out["final/avg_loss"] = (out["final/downstream_loss"] + out["final/upstream_loss"]) / 2

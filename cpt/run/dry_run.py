@@ -26,6 +26,9 @@ def describe(cfg: RunConfig, choices: dict) -> str:
              f"model {cfg.model.name}: {n_params(cfg.model, vocab):,} parameters, {fpt:.3g} training FLOPs/token",
              f"batch: {cfg.batch.tokens:,} tokens = {cfg.sequences_per_batch} sequences of {cfg.model.seq_len}"
              + _split(cfg)] + _epochs(cfg)
+    if cfg.ema.decay is not None:
+        lines.append(f"ema: decay {cfg.ema.decay:g} in every trained stage, evaluated beside the weights"
+                     + ("; the average is each stage's final model (ema.use)" if cfg.ema.use else ""))
     total_flops = 0.0
     plan = walk(cfg, stages)
     for step in plan.cached:

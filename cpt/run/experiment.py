@@ -145,11 +145,12 @@ def _final_stage(job: Job, plan: Walk, stages, entries, hits, offset, rkey):
                 "cpt.prefix_key": entry.key, "cpt.prefix_run_id": entry.result["run_id"],
                 "cpt.prefix_cached": all(hits), "cpt.reference_key": entries[0].key,
                 "mlflow.note.content": job.ctx.description}
-    st = None
+    st, final_ema = None, None
     if own:  # resumes from its own checkpoint, in its own MLflow run, if a crash cut it short
         st, snap = _train_own(job, own, entry, offset, run_tags, rkey)
-        log, final, last_at_start, end = st.log, st.metrics.evals[own.steps], st.metrics.evals[0][names[-1]], \
+        log, final, last_at_start, end = st.log, st.metrics.final(own.steps), st.metrics.evals[0][names[-1]], \
             offset + own.tokens
+        final_ema = st.metrics.evals_ema.get(own.steps)
     else:  # nothing to train: the final losses are the cached model's
         log = job.tracker.start_run(job.ctx.run_name, job.params, run_tags)
         log.log_inputs(job.inputs(plan.cached[-1].stage))
@@ -157,7 +158,7 @@ def _final_stage(job: Job, plan: Walk, stages, entries, hits, offset, rkey):
     with run_status(log):
         if job.ctx.resolved_yaml and not (st and st.reopened):
             log.log_text(job.ctx.resolved_yaml, "config.yaml")
-        metrics = final_metrics(names, final, ref, last_at_start)
+        metrics = final_metrics(names, final, ref, last_at_start, final_ema)
         metrics.update(_compute(job, plan, stages))
         harness, scores = final_scores(job, plan, entries, own, end, log)
         metrics.update(harness)
@@ -218,7 +219,7 @@ def _keep_final(job: Job, step: Step, st, snap, offset: int) -> None:
     a prefix, `cpt cache rm` removes it); an entry already there (a forced re-run) is kept."""
     if job.cache.get(step.key) is not None:
         return
-    result = stage_result(step.stage, st.metrics.evals, offset, job.cfg.batch.tokens,
+    result = stage_result(step.stage, st.metrics, offset, job.cfg.batch.tokens,
                           snap.at_step if snap else None)
     job.store_prefix(step, st.log, job.model, result, pre_anneal=snap.weights if snap else None)
 
@@ -314,9 +315,8 @@ def _train_prefix(job: Job, step: Step, prev, offset: int):
     spec = StageSpec(stage, f"prefix-{key}", f"prefix-{stage.index}-{key[:8]}", tags, offset,
                      f"stage {stage.index} {name}")
     st = train_resumable(job, spec, model, callbacks=[snap] if snap else [])
-    evals = st.metrics.evals
     with run_status(st.log):
-        result = stage_result(stage, evals, offset, cfg.batch.tokens, anneal)
+        result = stage_result(stage, st.metrics, offset, cfg.batch.tokens, anneal)
         entry = job.store_prefix(step, st.log, model, result, pre_anneal=snap.weights if snap else None)
     if job.cache.dist.is_zero:
         st.checkpoints.clear()  # the cache entry replaces them

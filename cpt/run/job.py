@@ -92,10 +92,12 @@ class Job:
         return losses
 
 
-def stage_result(stage: Stage, evals: dict, offset: int, batch_tokens: int, anneal: int | None) -> dict:
-    """The result of a trained stage as its cache entry keeps it (besides run id and stage): its
-    losses at the end and at step 0, its tokens, and for an annealing stage its pre-anneal point."""
-    result = {"val": evals[stage.steps], "val_at_start": evals[0], "end_tokens": offset + stage.tokens,
+def stage_result(stage: Stage, metrics, offset: int, batch_tokens: int, anneal: int | None) -> dict:
+    """The result of a trained stage as its cache entry keeps it (besides run id and stage): the
+    losses of its final model (the moving average's with ema.use) and at step 0, its tokens, and for
+    an annealing stage its pre-anneal point. `metrics`: the stage's StageMetrics."""
+    evals = metrics.evals
+    result = {"val": metrics.final(stage.steps), "val_at_start": evals[0], "end_tokens": offset + stage.tokens,
               "tokens": stage.tokens}
     if not stage.from_scratch and not stage.init:  # a continual stage: its stability gap (cpt/plan/gap.py)
         result["gap"] = stage_gap_metrics(evals, batch_tokens)

@@ -46,18 +46,22 @@ class StageMetrics(L.Callback):
     Steps are the stage's own: a stage resumed at `start_step` counts on from there, while
     Lightning's global_step counts from 0 again.
 
+    With `ema` (cpt/train/ema.py, `ema.decay`) every evaluation also evaluates the moving
+    average of the weights, val/<dataset>/loss_ema at the same step (`evals_ema`).
+
     Each rank counts the sequences it reads itself (`replayed`, `consumed`); the logged fraction
     sums them over the ranks. A checkpoint holds the sums (`checkpoint_state`), and on resume
     rank 0 (`rank`) starts from them while the other ranks start from 0, so the sum over ranks is
     the whole stage's count again (each rank loading the sums would count them world times).
     """
 
-    def __init__(self, sink: Sink, val_loaders, spec: MetricsSpec, start_step: int = 0, rank: int = 0):
-        self.start, self.rank = start_step, rank
+    def __init__(self, sink: Sink, val_loaders, spec: MetricsSpec, start_step: int = 0, rank: int = 0, ema=None):
+        self.start, self.rank, self.ema = start_step, rank, ema  # ema: cpt/train/ema.py StageEMA, or None
         self.sink, self.val_loaders, self.eval_at = sink, val_loaders, set(spec.eval_at)
         self.log_interval, self.offset, self.batch_tokens = spec.log_interval, spec.token_offset, spec.batch_tokens
         self.accumulate, self.flops_per_token, self.peak_flops = spec.accumulate, spec.flops_per_token, spec.peak_flops
         self.evals: dict[int, dict[str, float]] = {}  # step -> {dataset: loss}
+        self.evals_ema: dict[int, dict[str, float]] = {}  # the same of the moving average (ema.decay)
         self.replayed = self.consumed = 0
         self._loss_sum, self._loss_n = 0.0, 0
         self._t0, self._tok0 = None, 0
@@ -68,7 +72,7 @@ class StageMetrics(L.Callback):
 
     def state_dict(self) -> dict:
         """This rank's state (Lightning's protocol); a checkpoint holds `checkpoint_state`."""
-        return {"evals": self.evals, "replayed": self.replayed, "consumed": self.consumed}
+        return {"evals": self.evals, "evals_ema": self.evals_ema, "replayed": self.replayed, "consumed": self.consumed}
 
     def checkpoint_state(self, trainer, module) -> dict:
         """What a checkpoint needs to continue the metrics exactly (taken between optimizer steps):
@@ -80,20 +84,31 @@ class StageMetrics(L.Callback):
     def load_state_dict(self, state: dict) -> None:
         """`state`: a `checkpoint_state` (counts of all ranks); rank 0 alone carries them on."""
         self.evals = {int(k): dict(v) for k, v in state["evals"].items()}
+        self.evals_ema = {int(k): dict(v) for k, v in state.get("evals_ema", {}).items()}
         self.replayed, self.consumed = (int(state["replayed"]), int(state["consumed"])) if self.rank == 0 else (0, 0)
 
     def _tokens(self, step: int) -> int:
         return self.offset + step * self.batch_tokens
 
+    def final(self, steps: int) -> dict[str, float]:
+        """The losses of the stage's model at its end: the average's where it is that model (ema.use)."""
+        return self.evals_ema[steps] if self.ema is not None and self.ema.use else self.evals[steps]
+
     def _evaluate(self, trainer, module, step: int) -> None:
+        self.evals[step] = self._losses(trainer, module, module.model)
+        logged = {f"val/{n}/loss": v for n, v in self.evals[step].items()}
+        if self.ema is not None:  # the average beside the trained weights, logged at the same step
+            with self.ema.lent(trainer, module) as averaged:
+                self.evals_ema[step] = self._losses(trainer, module, averaged)
+            logged.update({f"val/{n}/loss_ema": v for n, v in self.evals_ema[step].items()})
+        self.sink(logged, self._tokens(step))
+
+    def _losses(self, trainer, module, model) -> dict[str, float]:
         fsdp = sharded(trainer)
         world = 1 if fsdp else trainer.world_size  # (see evaluate: FSDP ranks run every batch)
-        losses = evaluate(module.model, self.val_loaders, module.device,
-                          loss_fn=trainer.strategy.model if fsdp else None,
-                          rank=trainer.global_rank if world > 1 else 0, world=world,
-                          reduce_sum=lambda t: trainer.strategy.reduce(t, reduce_op="sum"))
-        self.evals[step] = losses
-        self.sink({f"val/{n}/loss": v for n, v in losses.items()}, self._tokens(step))
+        return evaluate(model, self.val_loaders, module.device, loss_fn=trainer.strategy.model if fsdp else None,
+                        rank=trainer.global_rank if world > 1 else 0, world=world,
+                        reduce_sum=lambda t: trainer.strategy.reduce(t, reduce_op="sum"))
 
     def on_train_batch_start(self, trainer, module, batch, batch_idx):
         step = self.step(trainer)

@@ -4,7 +4,7 @@ the same stage, step, data order, LR, optimizer state and MLflow run.
 Why the result equals an uninterrupted run: a checkpoint is taken between optimizer steps and
 holds everything the next step reads — weights, AdamW moments and step counts, the scheduler's
 step (the LR is a pure function of it), the callbacks' state (evaluations so far, counters, the
-pre-anneal copy of an infinite schedule) — and the data of step s is sequences [s·B, (s+1)·B) of StageSequences, a pure function of the
+pre-anneal copy of an infinite schedule, the moving average of `ema.decay`) — and the data of step s is sequences [s·B, (s+1)·B) of StageSequences, a pure function of the
 index (`start`). Nothing else carries state from one step to the next (dropout is 0).
 """
 
@@ -33,7 +33,7 @@ class PeriodicCheckpoint(L.Callback):
     """Saves the stage every `interval` optimizer steps, before the step runs (after its evaluation).
 
     It goes last in the callback list: the states of the others (Lightning's state_dict protocol:
-    StageMetrics' evaluations and counters, PreAnneal's copy) are saved with it. Before each save
+    StageMetrics' evaluations and counters, PreAnneal's copy, StageEMA's average) are saved with it. Before each save
     the MLflow buffer is flushed, so a checkpoint never claims steps whose metrics could be lost.
     """
 
@@ -49,16 +49,17 @@ class PeriodicCheckpoint(L.Callback):
         step = m.step(trainer)
         if not self.interval or batch_idx % m.accumulate or step == m.start or step % self.interval:
             return
-        self._save(trainer, module, m, step)
+        self._save(trainer, module, step)
 
-    def _save(self, trainer, module, m, step: int) -> None:
+    def _save(self, trainer, module, step: int) -> None:
         self.before_save()
-        # Collectives first, on every rank: the metrics' counts of all ranks, and under FSDP the
-        # full weights and optimizer state gathered from the shards (cpt/dist/full_state.py).
-        counts = m.checkpoint_state(trainer, module)
+        # Collectives first, on every rank, in the same order: the callbacks' `checkpoint_state`
+        # (the metrics' counts of all ranks, the EMA gathered), and under FSDP the full weights
+        # and optimizer state gathered from the shards (cpt/dist/full_state.py).
+        callbacks = {c.state_key: c.checkpoint_state(trainer, module) if hasattr(c, "checkpoint_state")
+                     else c.state_dict() for c in trainer.callbacks if c is not self}
         model, optimizer = full_weights(trainer, module), full_optimizer(trainer, trainer.optimizers[0])
         if trainer.is_global_zero:
-            callbacks = {c.state_key: counts if c is m else c.state_dict() for c in trainer.callbacks if c is not self}
             state = {"step": step, "model": model, "optimizer": optimizer,
                      "scheduler": trainer.lr_scheduler_configs[0].scheduler.state_dict(),
                      "callbacks": {k: v for k, v in callbacks.items() if v}, "rng": torch.get_rng_state()}
@@ -73,7 +74,7 @@ class PeriodicCheckpoint(L.Callback):
         # A signal in the stage's last step: the stage finishes and is stored; signals.check stops after.
         if signum is not None and trainer.global_step < trainer.max_steps:
             step = m.step(trainer)
-            self._save(trainer, module, m, step)  # its evaluation at `step`, if due, runs on resume
+            self._save(trainer, module, step)  # its evaluation at `step`, if due, runs on resume
             raise signals.stopped(signum, f"stopped after step {step} of {m.start + trainer.max_steps}, "
                                  f"checkpoint written in {self.store.root}")
 
@@ -122,7 +123,7 @@ def train_resumable(job, spec: StageSpec, model, callbacks=()) -> StageRun:
         if "rng" in state:
             torch.set_rng_state(state["rng"])
         job.say(f"{spec.title}: resuming from its checkpoint at step {latest} of {stage.steps} ({store.root})")
-    check_room(store, model, cfg.checkpoint)
+    check_room(store, model, cfg.checkpoint, with_ema=cfg.ema.decay is not None)
     resumed_tags = {"cpt.resumed_from_step": latest} if latest is not None else {}
     log, reopened = _open_run(store, job.tracker, spec.run_name, job.params, spec.tags, resumed_tags)
     if reopened:
@@ -143,17 +144,18 @@ def train_resumable(job, spec: StageSpec, model, callbacks=()) -> StageRun:
     return StageRun(log, cb, store, reopened)
 
 
-def check_room(store: StageCheckpoints, model, checkpoint) -> None:
+def check_room(store: StageCheckpoints, model, checkpoint, with_ema: bool = False) -> None:
     """Before the stage writes anything: room for its checkpoints (weights + AdamW's two moments,
-    `keep_last` of them plus the one being written) and its cached weights at the end. A full
-    disk met mid-write would leave tracebacks and a RUNNING MLflow run instead."""
+    + the EMA's copy of the weights when on; `keep_last` of them plus the one being written) and
+    its cached weights at the end. A full disk met mid-write would leave tracebacks and a
+    RUNNING MLflow run instead."""
     from cpt.store.writable import check_free_space
 
     weights = sum(p.numel() * p.element_size() for p in model.parameters())
     moments = 2 * sum(p.numel() * 4 for p in model.parameters() if p.requires_grad)  # fp32 exp_avg, exp_avg_sq
     held = len(store.steps()) if checkpoint.interval_steps else 0
     copies = max(checkpoint.keep_last + 1 - held, 0) if checkpoint.interval_steps else 0
-    check_free_space(store.root, copies * (weights + moments) + weights,
+    check_free_space(store.root, copies * ((2 if with_ema else 1) * weights + moments) + weights,
                      f"this stage ({copies} checkpoints and its cached weights)")
 
 

@@ -56,13 +56,15 @@ def train_stage(cfg: RunConfig, stage: Stage, model, data: PreparedData, sink, t
     """Train `model` in place for one stage; returns the StageMetrics callback (its evals).
 
     callbacks: more Lightning callbacks (PreAnneal, the copy before an anneal; PeriodicCheckpoint;
-    tests record the sequence ids consumed with one).
+    tests record the sequence ids consumed with one). With ema.decay a StageEMA (cpt/train/ema.py)
+    goes before them, and with ema.use its average is the model left in `model`.
     resume: a checkpoint's state (cpt/train/resume.py) whose weights are already in `model`:
     training continues at its step with its optimizer, scheduler and callback states.
     """
     import lightning as L
 
     from cpt.train.callbacks import StageProgressBar
+    from cpt.train.ema import StageEMA
 
     # Lightning's start-up banners ("GPU available: False", tips) are noise at this scale.
     for name in ("lightning.pytorch", "lightning.fabric"):
@@ -72,8 +74,9 @@ def train_stage(cfg: RunConfig, stage: Stage, model, data: PreparedData, sink, t
     fsdp = t.strategy == "fsdp"
     work, module = _module(cfg, stage, model, resume, fsdp)
     rank = torch.distributed.get_rank() if torch.distributed.is_initialized() else 0
-    metrics = _metrics(cfg, stage, data, sink, token_offset, start, rank)
-    all_callbacks = [metrics, StageProgressBar(title), *callbacks]
+    ema = StageEMA(cfg.ema.decay, cfg.ema.use) if cfg.ema.decay is not None else None
+    metrics = _metrics(cfg, stage, data, sink, token_offset, start, rank, ema)
+    all_callbacks = [metrics, StageProgressBar(title), *([ema] if ema else []), *callbacks]
     for cb in all_callbacks if resume else ():  # Lightning's callback-state protocol
         if cb.state_key in resume["callbacks"]:
             cb.load_state_dict(resume["callbacks"][cb.state_key])
@@ -87,13 +90,24 @@ def train_stage(cfg: RunConfig, stage: Stage, model, data: PreparedData, sink, t
         callbacks=all_callbacks, plugins=_cluster_plugins(),
     )
     trainer.fit(module, _loader(cfg, stage, data, start, rank))
-    if fsdp:  # the full weights gather on rank 0 (a collective: every rank calls it)
-        state = full_weights(trainer, module)
-        if trainer.is_global_zero:
-            model.load_state_dict(state)
-    elif t.activation_checkpointing:
+    _final_weights(trainer, module, model, ema, fsdp)
+    if t.activation_checkpointing and not fsdp:
         model.gradient_checkpointing_disable()
     return metrics
+
+
+def _final_weights(trainer, module, model, ema, fsdp: bool) -> None:
+    """Leave the stage's final model in `model`: the moving average with ema.use, else the trained
+    weights. Under FSDP they gather on rank 0 (a collective: every rank calls it) from the copy
+    FSDP trained; elsewhere `model` trained in place, on every rank."""
+    if ema is not None and ema.use:
+        state = ema.full_weights(trainer, module)
+    else:
+        state = full_weights(trainer, module) if fsdp else None
+    if state is not None and (trainer.is_global_zero or not fsdp):
+        model.load_state_dict(state)
+    if ema is not None:
+        ema.release()
 
 
 def _cluster_plugins() -> list:
@@ -126,7 +140,8 @@ def _loader(cfg: RunConfig, stage: Stage, data: PreparedData, start: int, rank: 
                                        batch_size=lay.micro, sampler=RankSampler(stage.steps - start, lay, rank))
 
 
-def _metrics(cfg: RunConfig, stage: Stage, data: PreparedData, sink, token_offset: int, start: int, rank: int):
+def _metrics(cfg: RunConfig, stage: Stage, data: PreparedData, sink, token_offset: int, start: int, rank: int,
+             ema=None):
     from cpt.train.callbacks import MetricsSpec, StageMetrics
 
     T, lay = stage.steps, layout(cfg)
@@ -139,4 +154,4 @@ def _metrics(cfg: RunConfig, stage: Stage, data: PreparedData, sink, token_offse
     peak = peak_flops(cfg.trainer)
     spec = MetricsSpec(evals_at, cfg.log_interval_steps, token_offset, cfg.batch.tokens, lay.accumulation,
                        flops_per_token(cfg.model, data.vocab_size), peak * lay.world if peak else None)
-    return StageMetrics(sink, val_loaders(cfg, data), spec, start_step=start, rank=rank)
+    return StageMetrics(sink, val_loaders(cfg, data), spec, start_step=start, rank=rank, ema=ema)
