@@ -48,6 +48,11 @@ GRIDS = {
                          {"schedule": "constant"}),
     "infinite-schedules": (_grid(schedule=["cosine", "infinite-cosine", "infinite-invsqrt"]), [],
                            {"schedule": "infinite-cosine", "shift": "synthetic-3split"}),
+    "forecast-warmup-lr": (_grid(warmup=["0", "0.005", "0.01", "0.02"], **{"lr.max": ["1.5e-4", "3e-4", "6e-4"]}),
+                           [], {}),  # hydra/sweeper=forecast: the same grid, trained in part
+    "merge-vs-replay": (_grid(replay=["0", "0.01", "0.05", "0.1", "0.25", "0.5"]),
+                        ["recipe=merge", "ema.decay=0.99 ema.use=true", "ema.decay=0.999 ema.use=true"],
+                        {"recipe": "merge"}),
 }
 OPTUNA = {"optuna-replay": ["final/avg_loss"],
           "optuna-replay-pareto": ["final/upstream_loss", "final/downstream_loss"]}
@@ -67,7 +72,7 @@ def _compose(name: str, overrides=(), hydra_cfg: bool = False):
 
 def _jobs(name: str, cli=()) -> list[list[str]]:
     s = _compose(name, hydra_cfg=True).hydra.sweeper
-    return split(s.grid, s.params, s.baselines, list(cli), OverridesParser.create())
+    return split(s.grid, s.params, s.get("baselines", []), list(cli), OverridesParser.create())  # forecast: none
 
 
 def _point(job: list[str]) -> tuple[dict, str | None]:
@@ -91,7 +96,7 @@ def test_grid_sweep_expands_to_its_figure(name):
     got = [_point(j) for j in jobs]
     assert [kv for kv, label in got if label is None] == points
     assert [label for _, label in got if label is not None] == baselines
-    assert [kv for kv, label in got if label is not None] == [_point([b])[0] for b in baselines]
+    assert [kv for kv, label in got if label is not None] == [_point(b.split())[0] for b in baselines]
     # The first grid point and every baseline compose and pass validation, as launched jobs
     # would (one grid point stands for the rest: they differ only in the swept values, ~0.3 s each).
     for job in [jobs[0]] + jobs[len(points):]:
