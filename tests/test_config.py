@@ -80,3 +80,30 @@ def test_dry_run_prints_the_plan_and_trains_nothing(tmp_path):
     assert "stage 1 syn-en-b: 1,000 steps" in res.stdout and "warmup 0.005" in res.stdout
     assert "FLOPs" in res.stdout and "min on this CPU" in res.stdout
     assert not (out / "mlflow.db").exists() and not (out / "cache").exists()
+
+
+@pytest.mark.parametrize("overrides", [
+    ["objective=gap/syn-en-b/depth"],
+    ["objective=[final/avg_loss,gap/syn-en-a/peak_tokens]"],
+    ["harness=synthetic", "objective=final/harness_avg"],
+    ["harness=synthetic", "objective=harness_forgetting"],
+    ["harness.tasks=[{task: hellaswag, dataset: 1}]", "objective=final/harness_downstream_avg"],
+    ["ema.decay=0.9", "objective=final/syn-en-b/loss_ema"],
+])
+def test_an_objective_may_name_what_other_features_log(overrides, tmp_path):
+    """Task scores, stability-gap and EMA metrics are objectives where the run logs them."""
+    cfg = parse(overrides, tmp_path)
+    assert cfg.objective
+
+
+@pytest.mark.parametrize("overrides, wrong", [
+    (["objective=final/harness_avg"], "final/harness_avg"),  # no tasks: no scores
+    (["harness.tasks=[{task: hellaswag, dataset: 1}]", "objective=harness_forgetting"], "harness_forgetting"),
+    (["objective=gap/syn-en-b/recovery_tokens"], "gap/syn-en-b/recovery_tokens"),  # absent when never back
+    (["recipe=union", "objective=gap/syn-en-b/depth"], "gap/syn-en-b/depth"),  # no continual stage
+])
+def test_an_objective_the_run_would_not_log_is_refused(overrides, wrong, tmp_path):
+    from cpt.errors import UserError
+
+    with pytest.raises(UserError, match=f"objective={wrong}: allowed one of the metrics the run logs"):
+        parse(overrides, tmp_path)

@@ -344,14 +344,32 @@ class RunConfig:
         m = self.model  # a shape Hugging Face cannot build fails at model construction, with a traceback
         _check(m.n_head > 0 and m.d_model % m.n_head == 0, "model.d_model", m.d_model,
                f"a multiple of model.n_head ({m.n_head}): each head gets d_model / n_head dimensions")
-        # Checked against the metric names the run logs (cpt/plan/metrics.py), before any training.
+        logged = self._closing_metrics(names)
+        for o in self.objective if isinstance(self.objective, (list, tuple)) else [self.objective]:
+            _check(o in logged, "objective", o, "one of the metrics the run logs: " + ", ".join(logged))
+
+    def _closing_metrics(self, names: list[str]) -> list[str]:
+        """The metrics every run of this config logs at its end (cpt/plan/metrics.py, docs/metrics.md):
+        what an objective may name, checked before any training."""
+        from cpt.harness.spec import task_refs
+
         logged = [*(f"final/{n}/loss" for n in names), "final/upstream_loss", "final/downstream_loss",
                   "final/avg_loss", "forgetting", *(f"forgetting/{n}" for n in names[:-1]), "adaptation",
                   "compute/tokens", "compute/tokens_with_prefix", "compute/flops"]
+        continual = self.recipe.name == "cpt" and len(names) > 1
         if self.ema.decay is not None and self.recipe.name == "cpt":  # of the run's own stage
             logged += [f"final/{n}/loss_ema" for n in names]
-        for o in self.objective if isinstance(self.objective, (list, tuple)) else [self.objective]:
-            _check(o in logged, "objective", o, "one of the metrics the run logs: " + ", ".join(logged))
+        if continual:  # recovery_tokens is absent when the loss never came back: no objective
+            logged += [f"gap/{n}/{m}" for n in names for m in ("depth", "peak_tokens")]
+        refs = task_refs(list(self.harness.tasks), names) if self.harness.tasks else []
+        if refs:
+            last = len(names) - 1
+            logged.append("final/harness_avg")
+            if any(r.dataset is None or r.dataset < last for r in refs):
+                logged += ["final/harness_upstream_avg"] + (["harness_forgetting"] if continual else [])
+            if any(r.dataset is None or r.dataset == last for r in refs):
+                logged.append("final/harness_downstream_avg")
+        return logged
 
     @property
     def sequences_per_batch(self) -> int:
