@@ -132,3 +132,16 @@ def test_a_sweep_killed_with_sigkill_leaves_no_parent_running(tmp_path):
     status = {r["tags"]["cpt.sweep_id"]: r["status"] for r in tracker.records("tags.`cpt.kind` = 'sweep'")}
     assert status == {"killed": "KILLED", "live": "RUNNING", "next": "RUNNING"}, status
     assert tracker.record(live)["tags"]["cpt.host"]
+
+
+def test_the_closing_summary_gives_the_address_of_the_runs_page(tmp_path):
+    """MLflow 3.17's UI ignores the kind tag (a per-browser GenAI / training switch): the summary
+    prints the address that opens the runs page."""
+    from cpt.cli.task import _runs_page
+    from cpt.config.schema import Tracking
+    from cpt.store.tracking import Tracker
+
+    tracking = Tracking(f"sqlite:///{tmp_path}/mlflow.db", "cpt", str(tmp_path / "art"))
+    exp = Tracker(tracking).experiment_id
+    assert _runs_page(tracking) == [
+        f"  then:     http://127.0.0.1:5000/#/experiments/{exp}/runs?workflowType=machine_learning"]

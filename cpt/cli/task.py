@@ -157,4 +157,19 @@ def summary(cfg, result) -> str:
     ]
     if cfg.tracking.uri.startswith("sqlite:"):
         lines.append(f"  open it:  mlflow ui --backend-store-uri {cfg.tracking.uri} --host 127.0.0.1")
+        lines += _runs_page(cfg.tracking)
     return "\n".join(lines)
+
+
+def _runs_page(tracking) -> list[str]:
+    """The runs page's address. MLflow 3.17's UI picks GenAI or training pages per browser (a
+    setting it keeps itself, GenAI first) and ignores the experiment's kind tag: this address
+    opens the runs page whatever that setting says."""
+    from mlflow.tracking import MlflowClient
+
+    try:
+        exp = MlflowClient(tracking.uri).get_experiment_by_name(tracking.experiment)
+    except Exception:  # noqa: BLE001 — an address is a convenience; the run is done
+        return []
+    return [f"  then:     http://127.0.0.1:5000/#/experiments/{exp.experiment_id}/runs?workflowType=machine_learning"] \
+        if exp else []
