@@ -251,3 +251,14 @@ def test_merges_draw_their_alpha_curve_and_the_front_counts_merge_and_ema_points
     note = front_note(vs, front)
     assert note == (f"On the front: 3 of 3 merge points (0 tokens trained); 0 of 1 soup points (0 tokens trained); "
                     f"1 of 1 ema points (tokens trained {t:,}); 1 of 2 grid points (tokens trained {t:,})."), note
+
+
+def test_a_key_an_older_run_lacks_is_not_swept_where_the_others_have_it_off():
+    """A run logged before `ema.*` existed beside newer ones with EMA off: not an axis (its labels
+    read `replay=0.05`, not `replay=0.05, ema.use=False, ema.decay=None`); EMA on in one is."""
+    from cpt.reports.analysis import swept_keys
+
+    old, new = {"replay": "0"}, {"replay": "0.05", "ema.decay": "None", "ema.use": "False"}
+    assert swept_keys([old, new]) == ["replay"]
+    assert swept_keys([old, new, {"replay": "0", "ema.decay": "0.99", "ema.use": "True"}]) == \
+        ["replay", "ema.use", "ema.decay"]

@@ -77,6 +77,15 @@ def searched(runs: list) -> bool:
     return bool(runs) and all(r.tags.get("cpt.optuna.trial") for r in runs)
 
 
+OFF = ("None", "False", "[]", "")  # a key's "off" value, as a run logs it
+
+
+def _absent(value: str) -> str | None:
+    """What a run that lacks a key (logged by an older cpt, before the key existed) is taken to
+    have: the key's off value when that is what the others logged (ema.decay=None), else nothing."""
+    return value if value in OFF else None
+
+
 def swept_keys(params: list[dict[str, str]]) -> list[str]:
     """Keys whose value differs between runs, seed excluded. Keys that come with a swept group
     choice are left out: those under its namespace (`schedule.cooldown` comes with `schedule`)
@@ -85,7 +94,7 @@ def swept_keys(params: list[dict[str, str]]) -> list[str]:
     (model, shift, schedule, ...), then by depth and length."""
     if len(params) < 2:
         return []
-    keys = {k for p in params for k in p if k != SEED and len({q.get(k) for q in params}) > 1}
+    keys = {k for p in params for k in p if k != SEED and len({q.get(k, _absent(p[k])) for q in params}) > 1}
     ordered = sorted(keys, key=lambda k: (GROUPS.index(k) if k in GROUPS else len(GROUPS), k.count("."), len(k), k))
     groups = {k for k in ordered if k in GROUPS}
     under = [k for k in ordered if k.split(".")[0] in groups and k not in groups]
