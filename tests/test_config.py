@@ -62,7 +62,7 @@ def test_bad_values_name_the_key_and_what_is_allowed(override, key):
     (["shift.datasets.0.tokens=512"], "shift.datasets.0.tokens=512: allowed at least one batch"),
     (["tracking=server", f"tracking.uri=http://127.0.0.1:{DOWN}", "tracking.connect_timeout_s=2"],
      f"tracking.uri=http://127.0.0.1:{DOWN}: no MLflow server answered within 2 s"),
-])
+], ids=["range", "group-option", "sweep-option", "budget", "server-down"])  # DOWN differs per process
 def test_cli_bad_input_is_one_line_and_writes_nothing(args, needle, tmp_path):
     out = tmp_path / "outputs"
     res = run_cli([*args, f"paths.output_dir={out}"], timeout=120)
