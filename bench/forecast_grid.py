@@ -62,7 +62,10 @@ def measure(runs, fit_points: list[list[str]], keys: list[str], law: str, object
         nearest = [min(fitted, key=lambda f: np.linalg.norm(_scaled(values[id(r)], lo, hi) - _scaled(values[id(f)], lo, hi)))
                    for r in held]
         naive = [abs(f.run.metrics[key] - r.run.metrics[key]) / r.run.metrics[key] for r, f in zip(held, nearest)]
-        out[n] = {"mape": float(np.mean(ape)), "max_ape": float(np.max(ape)), "naive_mape": float(np.mean(naive))}
+        worst = held[int(np.argmax(ape))]
+        out[n] = {"mape": float(np.mean(ape)), "max_ape": float(np.max(ape)), "naive_mape": float(np.mean(naive)),
+                  "worst": " ".join(f"{k}={worst.run.params[k]}" for k in keys),
+                  "worst_sign": "under" if pred[id(worst)][key] < worst.run.metrics[key] else "over"}
     got = [(pred[id(r)][objective], r.run.metrics[objective]) for r in runs]
     out["spearman"] = float(spearmanr(*zip(*got))[0])
     best_f = min(range(len(got)), key=lambda i: got[i][0])
@@ -91,7 +94,8 @@ def main() -> None:
     for n in [k for k in r if isinstance(r[k], dict) and "mape" in r[k]]:
         m = r[n]
         print(f"  {n:<12} MAPE {100 * m['mape']:.2f}%  max {100 * m['max_ape']:.2f}%  "
-              f"naive (nearest fitted run) {100 * m['naive_mape']:.2f}%  ratio {m['mape'] / m['naive_mape']:.2f}")
+              f"naive (nearest fitted run) {100 * m['naive_mape']:.2f}%  ratio {m['mape'] / m['naive_mape']:.2f}  "
+              f"(worst: {m['worst']}, {m['worst_sign']}estimated)")
     print(f"  Spearman rho of {a.objective}: {r['spearman']:.3f}")
     print(f"  forecast best {r['best_forecast']}; measured best {r['best_measured']}; "
           f"the forecast best measures {100 * r['best_gap']:.2f}% above the best")

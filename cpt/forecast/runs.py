@@ -67,5 +67,6 @@ def load_fitted(tracking, ids: list[str], compose_overrides: list[str] | None = 
             if continual(run) and run.prefixes:
                 out.append(fitted(run, compose_overrides))
     if not out:
-        raise UserError(f"forecast: {' '.join(ids)}: no finished continual (recipe=cpt) runs to fit")
+        raise UserError(f"forecast: {' '.join(ids)}: no finished continual (recipe=cpt) runs to fit whose earlier "
+                        f"stages' MLflow runs are in {tracking.uri} (the laws fit the chain's whole curve)")
     return out

@@ -31,7 +31,7 @@ class ForecastSweeper(Sweeper):
 
     def sweep(self, arguments: List[str]) -> Any:
         from cpt.config.schema import parse
-        from cpt.errors import UserError, report
+        from cpt.errors import UserError
         from cpt.forecast.select import first_points, to_train
 
         loader = self.hydra_context.config_loader
@@ -45,14 +45,16 @@ class ForecastSweeper(Sweeper):
             _check(base.objective, self.margin, self.budget)
             first = first_points(jobs, self.first)
         except (UserError, ValueError) as e:
-            raise SystemExit(report(e if isinstance(e, UserError) else UserError(str(e)))) from None
+            _stop(e if isinstance(e, UserError) else UserError(str(e)))
         returns = [self._launch(jobs, first, 0)]
         measured = [float(r.return_value) for r in returns[0]]
-        forecasts = self._forecasts(base, jobs, [i for i in range(len(jobs)) if i not in first])
+        try:
+            forecasts = self._forecasts(base, jobs, [i for i in range(len(jobs)) if i not in first])
+        except UserError as e:  # e.g. no stage-0 run in this store to fit the chain's curve on
+            _stop(e)
         if forecasts and base.objective not in next(iter(forecasts.values())).metrics:
-            raise SystemExit(report(UserError(
-                f"objective={base.objective}: the laws forecast final losses, forgetting and adaptation only; "
-                f"allowed: {', '.join(next(iter(forecasts.values())).metrics)}")))
+            _stop(UserError(f"objective={base.objective}: the laws forecast final losses, forgetting and "
+                            f"adaptation only; allowed: {', '.join(next(iter(forecasts.values())).metrics)}"))
         predicted = {i: f.metrics[base.objective] for i, f in forecasts.items()}
         chosen = to_train(predicted, measured, len(jobs), self.margin, self.budget)
         print(f"forecast sweeper: fitted on {len(first)} of {len(jobs)} points; training {len(chosen)} more "
@@ -85,6 +87,15 @@ class ForecastSweeper(Sweeper):
         loader = self.hydra_context.config_loader
         return {i: forecast(fits, parse(loader.load_sweep_config(self.config, jobs[i])), " ".join(jobs[i]), jobs[i])
                 for i in indices}
+
+
+def _stop(error) -> None:
+    """One line and a FAILED sweep parent: Hydra prints an exception raised here with a traceback."""
+    from cpt.errors import report
+    from cpt.sweep.hydra_callbacks import abandon
+
+    abandon()
+    raise SystemExit(report(error))
 
 
 def _check(objective, margin: float, budget: float) -> None:
