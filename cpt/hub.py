@@ -21,22 +21,15 @@ OFFLINE_FLAGS = ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE")
 
 def unreachable_reason() -> str:
     """Why the hub cannot be used from here ("" if it can): an offline flag, or no answer."""
-    import urllib.error
-    import urllib.request
+    from cpt.net import no_answer
 
     for flag in OFFLINE_FLAGS:
         if os.environ.get(flag, "").lower() in ("1", "true", "yes", "on"):
             return f"offline mode: {flag}=1"
     endpoint = os.environ.get("HF_ENDPOINT", "https://huggingface.co").rstrip("/")
     if endpoint not in _probed:
-        try:  # any HTTP answer, even an error status, means the hub is there
-            urllib.request.urlopen(urllib.request.Request(endpoint, method="HEAD"), timeout=PROBE_TIMEOUT_S).close()
-            _probed[endpoint] = ""
-        except urllib.error.HTTPError:
-            _probed[endpoint] = ""
-        except (OSError, ValueError) as e:
-            reason = getattr(e, "reason", None) or e
-            _probed[endpoint] = f"{endpoint} did not answer within {PROBE_TIMEOUT_S:g} s: {str(reason)[:80]}"
+        reason = no_answer(endpoint, PROBE_TIMEOUT_S, method="HEAD")
+        _probed[endpoint] = reason and f"{endpoint} did not answer within {PROBE_TIMEOUT_S:g} s: {reason[:80]}"
     return _probed[endpoint]
 
 

@@ -214,8 +214,8 @@ def point_kind(v: Variant) -> str:
     model), "baseline" (a reference row), or "grid" (trained, a point of the sweep)."""
     p = v.runs[0].params
     if p.get("recipe") == "merge":
-        return "soup" if p.get("merge.runs", "[]") not in ("", "[]", "None") else "merge"
-    if p.get("ema.use") == "True" and p.get("ema.decay", "None") not in ("", "None"):
+        return "soup" if p.get("merge.runs", "[]") not in OFF else "merge"
+    if p.get("ema.use") == "True" and p.get("ema.decay", "None") not in OFF:
         return "ema"
     return "baseline" if v.baseline else "grid"
 

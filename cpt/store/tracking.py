@@ -63,8 +63,7 @@ def retry_busy(call, deadline_s: float = BUSY_RETRY_S, sleep=time.sleep):
 
 def check_uri(uri: str, timeout_s: float) -> None:
     """Fail with one line, before any work, on a URI MLflow cannot use or a server that is silent."""
-    import urllib.error
-    import urllib.request
+    from cpt.net import no_answer
 
     scheme = uri.split(":", 1)[0].split("+", 1)[0] if ":" in uri else ""
     if scheme not in SCHEMES:
@@ -73,12 +72,8 @@ def check_uri(uri: str, timeout_s: float) -> None:
     if scheme not in ("http", "https"):
         check_tracking_file(uri)  # a directory in the way, a read-only disk, a file that is no database
         return
-    try:  # any HTTP answer (even 404) means a server is there; MLflow's own retries take minutes
-        urllib.request.urlopen(uri.rstrip("/") + "/health", timeout=timeout_s).close()
-    except urllib.error.HTTPError:
-        return
-    except (OSError, ValueError) as e:
-        reason = getattr(e, "reason", None) or e
+    reason = no_answer(uri.rstrip("/") + "/health", timeout_s)  # any HTTP answer (even 404): a server
+    if reason:
         raise UserError(f"tracking.uri={uri}: no MLflow server answered within {timeout_s:g} s ({reason}); "
                         "allowed: a running server (mlflow server --host 127.0.0.1 --port 5000) or "
                         "sqlite:///<file>") from None
