@@ -134,9 +134,12 @@ def test_every_table_panel_and_label_belongs_to_one_chain(logged, drawn, tmp_pat
         assert f"| run | D0 loss (syn-en-a) | D1 loss ({d1}) | AVG | seeds |" in part
         assert "| union | 2.1000 | 2.5000 | 2.3000 | 1 |" in part and "### Forecast" in part
     with open(tmp_path / "table.csv") as f:
-        rows = [(r["chain"], r["run"], r["seeds"]) for r in csv.DictReader(f)]
+        table_rows = list(csv.DictReader(f))
+    rows = [(r["chain"], r["run"], r["seeds"]) for r in table_rows]
     assert [r for r in rows if r[1] == "union"] == [("shift=synthetic-weak", "union", "1"),
                                                    ("shift=synthetic-strong", "union", "1")]
+    assert {(r["run"], r["kind"]) for r in table_rows} == {("replay=0", "grid"), ("replay=0.05", "grid"),
+                                                          ("union", "baseline")}
 
 
 def test_the_zoom_draws_every_logged_point_in_its_window(logged, drawn, tmp_path):
