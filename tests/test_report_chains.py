@@ -265,3 +265,20 @@ def test_a_key_an_older_run_lacks_is_not_swept_where_the_others_have_it_off():
     assert swept_keys([old, new]) == ["replay"]
     assert swept_keys([old, new, {"replay": "0", "ema.decay": "0.99", "ema.use": "True"}]) == \
         ["replay", "ema.use", "ema.decay"]
+
+
+def test_task_scores_get_a_panel_against_the_swept_key(logged, drawn, tmp_path):
+    """With harness tasks scored, final_vs_<key>.png has a task-score panel beside the losses."""
+    runs = [r for r in _records(logged) if r.params["shift"] == "synthetic-weak"]
+    for r, score in zip(runs, (0.61, 0.66, 0.70)):
+        r.metrics["final/harness_avg"] = score
+    keys, vs = variants(runs)
+    plots.final_vs(vs, keys, "replay", tmp_path / "final_vs_replay.png")
+    axes = drawn["final_vs_replay.png"].axes
+    assert [ax.get_title() for ax in axes] == ["final D0 loss", "final D1 loss", "final AVG",
+                                               "final task-score average (harness)"]
+    (line, *_) = axes[-1].get_lines()
+    assert list(line.get_ydata()) == [0.61, 0.66]  # replay 0, 0.05; the union is a dashed line at 0.70
+    plain = [r for r in _records(logged) if r.params["shift"] == "synthetic-weak"]  # no task scores
+    plots.final_vs(variants(plain)[1], keys, "replay", tmp_path / "plain.png")
+    assert [ax.get_title() for ax in drawn["plain.png"].axes] == ["final D0 loss", "final D1 loss", "final AVG"]

@@ -244,7 +244,8 @@ def heatmap(variants: list[Variant], keys: list[str], a: str, b: str, path: Path
 
 
 def final_vs(variants: list[Variant], keys: list[str], key: str, path: Path, searched: bool = False) -> Path:
-    """Final loss of every dataset and AVG against one swept key (the papers' replay curves),
+    """Final loss of every dataset and AVG (and the task-score average where the runs have one)
+    against one swept key (the papers' replay curves),
     one line per combination of the other swept keys, error bars over seeds, baselines as
     dashed horizontal lines. Grid values sit evenly spaced, as in the papers; values an Optuna
     search drew (`searched`) are points on a numeric axis."""
@@ -256,6 +257,8 @@ def final_vs(variants: list[Variant], keys: list[str], key: str, path: Path, sea
     n = n_datasets(variants)
     panels = [(f"D{k} loss", lambda v, k=k: v.final(k)) for k in range(n)]
     panels.append(("AVG", lambda v: v.stat("final/avg_loss")))
+    if any(v.stat("final/harness_avg").n for v in variants):  # harness tasks scored: 2403.08763 judges by both
+        panels.append(("task-score average (harness)", lambda v: v.stat("final/harness_avg")))
     others = [] if searched else [k for k in keys if k != key]  # draws share no values: one cloud
     series: dict[tuple, list[Variant]] = {}
     for v in grid:
