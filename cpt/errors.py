@@ -30,7 +30,8 @@ class TrainingDiverged(UserError):
 
 class Preempted(UserError):
     """SIGTERM / SIGINT / SLURM's warning signal stopped the run (cpt/signals.py): its MLflow run
-    is KILLED, its checkpoint written; the exit status is the shell's 128 + signal number."""
+    is KILLED, its checkpoint written; the exit status is the shell's 128 + signal number
+    (a submitit job that submitit requeued exits with submitit's status: cpt/signals.py)."""
 
     label = "stopped"
 

@@ -8,7 +8,7 @@
 - `init`: a model.init stage 0 has started its MLflow run and not yet evaluated the model.
 `action` is `kill` (default: SIGKILL to itself, exactly what `kill -9` does: no cleanup, no
 `finally`, no atexit), `raise` (an InjectedFault exception, for cheap in-process tests), or
-`term` / `int` / `usr1`: that signal to itself, as a scheduler or Ctrl-C sends it (cpt/signals.py).
+`term` / `int` / `usr1` / `usr2`: that signal to itself, as a scheduler or Ctrl-C sends it (cpt/signals.py).
 `@<rank>` after the action fires it in that rank's process only (LOCAL_RANK; every rank without it).
 Unset, it costs one dictionary lookup per call.
 """
@@ -20,7 +20,7 @@ import signal
 
 ENV = "CPT_FAULT"
 POINTS = ("step", "checkpoint", "init")
-SIGNALS = {"term": signal.SIGTERM, "int": signal.SIGINT, "usr1": signal.SIGUSR1}
+SIGNALS = {"term": signal.SIGTERM, "int": signal.SIGINT, "usr1": signal.SIGUSR1, "usr2": signal.SIGUSR2}
 _counts: dict[str, int] = {}
 
 

@@ -7,8 +7,13 @@ current optimizer step finishes, PeriodicCheckpoint writes the stage's checkpoin
 prints one line with the command that resumes and exits 128 + the signal number.
 
 SLURM: `signal_delay_s` of conf/hydra/launcher/submitit_slurm.yaml makes SLURM send SIGUSR2
-(submitit's choice; `--signal=USR1@<s>` sends SIGUSR1) before the time limit; cpt then checkpoints and requeues the job (`scontrol requeue`), and the
-requeued job resumes from that checkpoint. Lightning's own requeue is off (cpt/train/trainer.py).
+(submitit's choice; `--signal=USR1@<s>` sends SIGUSR1) before the time limit. cpt checkpoints at
+the step boundary, then the job is requeued and resumes from that checkpoint:
+- in a submitit job (hydra/launcher=submitit_slurm or submitit_local), by submitit's own handler,
+  which `install` found on the signal and kept: it calls Hydra's launcher `checkpoint` (the same
+  job again), requeues (`scontrol requeue`; submitit_local restarts it) and exits with its status;
+- in a plain SLURM job (`sbatch ... python run.py`), by `scontrol requeue` here.
+Lightning's own requeue is off (cpt/train/trainer.py).
 """
 
 from __future__ import annotations
@@ -25,11 +30,17 @@ from cpt.errors import Preempted
 WARNING = (signal.SIGUSR1, signal.SIGUSR2)
 _pending: list[int] = []  # the signal received while deferred
 _deferring = [False]
+_submitit: dict[int, object] = {}  # signal -> submitit's checkpoint-and-requeue handler, in a submitit job
 
 
 def _signals() -> list[int]:
-    # The warning signals only under SLURM: elsewhere their default (terminate) is what a user expects.
-    return [signal.SIGTERM, signal.SIGINT] + (list(WARNING) if os.environ.get("SLURM_JOB_ID") else [])
+    # The warning signals only under SLURM or submitit: elsewhere their default (terminate) is what a user expects.
+    ours = os.environ.get("SLURM_JOB_ID") or _submitit
+    return [signal.SIGTERM, signal.SIGINT] + (list(WARNING) if ours else [])
+
+
+def _is_submitits(handler) -> bool:
+    return type(getattr(handler, "__self__", None)).__module__.startswith("submitit.")
 
 
 def _handler(signum, _frame):
@@ -45,6 +56,9 @@ def install() -> None:
     import threading
 
     if threading.current_thread() is threading.main_thread():
+        for s in WARNING:  # a submitit job: its handler requeues once cpt's checkpoint is written (`requeue`)
+            if _is_submitits(signal.getsignal(s)):
+                _submitit[s] = signal.getsignal(s)
         for s in _signals():
             signal.signal(s, _handler)
 
@@ -106,16 +120,41 @@ def stopped(signum: int, what: str) -> Preempted:
 
 
 def final_line(error: Preempted) -> Preempted:
-    """The entry point's one line: the signal, what stopped where, the requeue, how to resume."""
-    return Preempted(f"{name(error.signum)}: {error}{requeue(error)}; to resume, run the same command: "
-                     f"{resume_command()}", error.signum)
+    """The entry point's one line: the signal, what stopped where, the requeue, how to resume;
+    its exit status is submitit's where submitit requeued the job."""
+    requeued, status = requeue(error)
+    then = "it resumes from that checkpoint when it starts again" if status is not None else \
+        f"to resume, run the same command: {resume_command()}"
+    line = Preempted(f"{name(error.signum)}: {error}{requeued}; {then}", error.signum)
+    if status is not None:
+        line.exit_code = status
+    return line
 
 
-def requeue(error: Preempted) -> str:
-    """After SLURM's warning signal, once the checkpoint is written: put the job back in the queue."""
-    job = os.environ.get("SLURM_JOB_ID")
-    if error.signum not in WARNING or not job:
-        return ""
+def requeue(error: Preempted) -> tuple[str, int | None]:
+    """After SLURM's warning signal, once the checkpoint is written: put the job back in the queue.
+    Returns what to say and, where submitit requeued it, submitit's exit status."""
+    handler, job = _submitit.get(error.signum), os.environ.get("SLURM_JOB_ID")
+    if error.signum not in WARNING or not (handler or job):
+        return "", None
+    # Requeueing ends the job with SIGTERM: it must not cut this short (submitit ignores it too).
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    if handler:
+        return _submitit_requeue(handler, error.signum)
     res = subprocess.run(["scontrol", "requeue", job], capture_output=True, text=True)
-    return f"; SLURM job {job} requeued" if res.returncode == 0 else \
-        f"; scontrol requeue {job} failed ({(res.stderr or res.stdout).strip()[:120]})"
+    return (f"; SLURM job {job} requeued" if res.returncode == 0 else
+            f"; scontrol requeue {job} failed ({(res.stderr or res.stdout).strip()[:120]})"), None
+
+
+def _submitit_requeue(handler, signum: int) -> tuple[str, int | None]:
+    """Submitit's own hook: it pickles the job again (Hydra's launcher `checkpoint`), requeues it
+    and exits. Its exit status is kept: submitit_local restarts a job that exits with 144."""
+    from cpt.errors import short_reason
+
+    try:
+        handler(signum, None)
+    except SystemExit as done:
+        return "; submitit requeued the job", done.code if isinstance(done.code, int) else 1
+    except Exception as e:  # noqa: BLE001 — submitit's UncompletedJobError: e.g. timed out too many times
+        return f"; submitit did not requeue it ({short_reason(e)})", None
+    return "; submitit requeues the job from rank 0", None  # the other ranks: submitit leaves it to rank 0

@@ -2,7 +2,7 @@
 RUNNING MLflow run and nothing that a later run could take for a result.
 
 Exit statuses: 2 bad input, 3 NaN loss, 130 SIGINT, 143 SIGTERM (and SLURM's warning signal,
-after the requeue). Every case runs `python run.py` in this process (run.py's main through
+after the requeue; submitit's own status in a submitit job it requeued). Every case runs `python run.py` in this process (run.py's main through
 main_guard, with sys.argv set), except the first SIGTERM run: a process of its own, where the
 exit status and what runs at exit (atexit, MLflow's own end_run) are the point. Signals are sent
 at a chosen step through CPT_FAULT (cpt/faults.py). Signal runs train T steps per stage on data
@@ -179,6 +179,29 @@ def test_slurm_warning_signal_checkpoints_and_requeues_the_job(out, weak_root, t
     assert calls.read_text().split() == ["requeue", "4242"]
     assert _statuses(out) == ["KILLED"]
     assert (next((out / "checkpoints").iterdir()) / "step-00000007").is_dir()
+
+
+@pytest.mark.slow
+def test_submitit_job_checkpoints_then_submitits_own_hook_requeues_and_it_resumes(out, weak_root, baseline,
+                                                                                   monkeypatch, capsys):
+    """A real submitit job (submitit_local: the same handler and pickles as under SLURM; its
+    requeue is a restart by its local controller). SIGUSR2, submitit's warning signal, at step 8
+    of stage 1: cpt checkpoints, submitit's own handler re-pickles the job and requeues it, the
+    requeued job resumes from cpt's checkpoint and finishes with the uninterrupted run's numbers."""
+    monkeypatch.setenv("OMP_NUM_THREADS", str(torch.get_num_threads()))  # the job computes what the baseline did
+    argv = _argv(_with_data(out, weak_root), ["-m", "hydra/launcher=submitit_local"])
+    res = _in_process(argv, monkeypatch, capsys, f"step:{T + 8}:usr2")
+    assert res.returncode == 0, res.stderr[-3000:]
+    (job,) = [d for d in (out / "sweep" / ".submitit").iterdir() if d.name.isdigit()]  # beside its "%j" template
+    log_err, log_out = ((job / f"{job.name}_0_log.{x}").read_text() for x in ("err", "out"))
+    said = [line for line in log_err.splitlines() if line.startswith("stopped:")]
+    assert len(said) == 1 and "Traceback" not in log_err, log_err[-3000:]
+    assert f"SIGUSR2: stage 1 syn-en-b stopped after step 8 of {T}" in said[0], said
+    assert "marked KILLED; submitit requeued the job; it resumes from that checkpoint" in said[0], said
+    assert f"Requeued job {job.name}" in log_out  # submitit's own requeue, not a second mechanism
+    assert "resuming from its checkpoint at step 8" in log_out and "continuing MLflow run" in log_out
+    assert _statuses(out) == ["FINISHED", "FINISHED", "FINISHED"]  # the prefix, the run, the sweep
+    _same_metrics(out, baseline)
 
 
 # --- E. a damaged checkpoint ---------------------------------------------------------------
