@@ -4,7 +4,9 @@ For every held-out run: the forecast final loss of each dataset against the meas
 max error), against the naive predictor "the final loss of the nearest fitted run" (nearest in
 the swept keys, each scaled to [0, 1] over the grid, log scale for lr.max), the Spearman rank
 correlation of the objective over all runs, and whether the forecast best is the measured best
-(or within 0.5 % of it). Pure measurement: nothing is trained, nothing logged.
+(or within 0.5 % of it). `--time` also times the fit on every run of the sweep: the point fit
+(median of 3) against the target of under 5 s for a 12-run sweep, and the 20-replicate bootstrap
+band of `cpt forecast`. Pure measurement: nothing is trained, nothing logged.
 
     python bench/forecast_grid.py --store sqlite:///outputs/mlflow.db --sweep <sweep id> \\
         --fit 'warmup=0 lr.max=1.5e-4' --fit 'warmup=0.02 lr.max=6e-4'
@@ -76,6 +78,23 @@ def measure(runs, fit_points: list[list[str]], keys: list[str], law: str, object
     return out
 
 
+def fit_seconds(runs, law: str, bootstrap: int, repeats: int) -> float:
+    """Median wall time of fitting the laws to every run's curves (what `cpt forecast` fits)."""
+    import statistics
+    import time
+
+    from cpt.forecast.sweep import chain_of, fit_datasets, measured
+
+    names = [d.name for d in runs[0].cfg.shift.datasets]
+    curves = [measured(chain_of(f.cfg), f.points, with_prefix=i == 0) for i, f in enumerate(runs)]
+    took = []
+    for _ in range(repeats):
+        t = time.perf_counter()
+        fit_datasets(curves, names, law, bootstrap)
+        took.append(time.perf_counter() - t)
+    return statistics.median(took)
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--store", required=True, help="tracking URI, e.g. sqlite:///outputs/mlflow.db")
@@ -84,6 +103,7 @@ def main() -> None:
     p.add_argument("--keys", default="warmup,lr.max", help="the swept keys (comma-separated)")
     p.add_argument("--law", default="auto")
     p.add_argument("--objective", default="final/avg_loss")
+    p.add_argument("--time", action="store_true", help="also time the fit on every run (point fit, bootstrap band)")
     a = p.parse_args()
     from cpt.config.schema import Tracking
     from cpt.forecast.runs import load_fitted
@@ -99,6 +119,10 @@ def main() -> None:
     print(f"  Spearman rho of {a.objective}: {r['spearman']:.3f}")
     print(f"  forecast best {r['best_forecast']}; measured best {r['best_measured']}; "
           f"the forecast best measures {100 * r['best_gap']:.2f}% above the best")
+    if a.time:
+        point, band = fit_seconds(runs, a.law, 0, 3), fit_seconds(runs, a.law, 20, 1)
+        print(f"  fit on all {len(runs)} runs: {point:.2f} s (target under 5 s: {point / 5:.2f} of it); "
+              f"with the 20-replicate bootstrap band (cpt forecast's default): {band:.1f} s")
 
 
 if __name__ == "__main__":

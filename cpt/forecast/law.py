@@ -164,16 +164,19 @@ def predict(fit: Fit, lrs: Sequence[float], steps: Sequence[int], *, transfer: i
 
 
 def fit(curves: Sequence[Curve], law: str = "annealing", *, domain: str = "upstream",
-        lam: float = LAMBDA, delta: float = HUBER_DELTA) -> Fit:
+        lam: float = LAMBDA, delta: float = HUBER_DELTA, start: Fit | None = None) -> Fit:
     """Fit `law` to the curves (each with `loss`) of one validation dataset; `domain` says
     whether that dataset is the chain's upstream D_pt or its downstream D_cpt (Eq. 8 only).
+    `start`: polish from that fit's parameters alone, not from the grid's best few (a bootstrap
+    replicate: its data is that fit's curve with resampled residuals, so its optimum is near).
 
     Points with no forward area yet (S1 = 0: A·S1^(−α) is infinite there) are left out.
     """
     _check(curves, law, domain)
     f, y = _stack(curves, lam, sum(len(p) for p in LAWS[law]))
     with _one_blas_thread():
-        runs = [_polish(law, f, y, domain, x0, delta) for x0 in _starts(law, f, y, domain)]
+        starts = [_vector(law, start.params)] if start is not None else _starts(law, f, y, domain)
+        runs = [_polish(law, f, y, domain, x0, delta) for x0 in starts]
     best = min(runs, key=lambda r: r.cost)
     params = _params(law, best.x)
     pred = _model(law, best.x, f, domain)
@@ -250,6 +253,12 @@ def _polish(law: str, f: dict[str, np.ndarray], y: np.ndarray, domain: str, x0: 
 
     return least_squares(residual, np.clip(x0, lo, hi), bounds=(lo, hi), loss="huber", f_scale=delta,
                          x_scale="jac", ftol=1e-10, xtol=1e-10, gtol=1e-10, max_nfev=1000)
+
+
+def _vector(law: str, params: dict[str, float]) -> np.ndarray:
+    """`_params`' inverse: the minimiser's vector (E as its log)."""
+    linear, nonlinear = LAWS[law]
+    return np.array([np.log(params[k]) if k == "E" else params[k] for k in linear + nonlinear])
 
 
 def _params(law: str, x: np.ndarray) -> dict[str, float]:

@@ -91,7 +91,7 @@ def _refit(best: Fit, cs: list[Curve], rng) -> Fit:
     res = np.concatenate([np.log(c.loss) - np.log(f) for c, f in zip(cs, fitted)])
     res = res[np.isfinite(res)]
     boot = [Curve(c.lrs, c.steps, f * np.exp(rng.choice(res, len(f))), c.transfer, c.replay) for c, f in zip(cs, fitted)]
-    return fit(boot, best.law, domain=best.domain, lam=best.lam)
+    return fit(boot, best.law, domain=best.domain, lam=best.lam, start=best)
 
 
 @dataclass
