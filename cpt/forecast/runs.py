@@ -50,7 +50,7 @@ def fitted(run, compose_overrides: list[str] | None = None) -> Fitted:
 def load_fitted(tracking, ids: list[str], compose_overrides: list[str] | None = None) -> list[Fitted]:
     """The finished continual runs named by `ids`: MLflow run ids or sweep ids (all their finished
     runs), in the order given (a sweep's by start time); baselines and merges are left out."""
-    from cpt.reports.load import Run, _chain, _with_curves
+    from cpt.reports.load import Run, prefix_chain, with_curves
     from cpt.store.tracking import Tracker, store_exists
 
     if not store_exists(tracking):
@@ -62,8 +62,8 @@ def load_fitted(tracking, ids: list[str], compose_overrides: list[str] | None = 
         if not records:
             raise UserError(f"forecast: {i}: no MLflow run or finished sweep runs of that id in {tracking.uri}")
         for rec in records:
-            run: Run = _with_curves(tracker, rec, known)
-            run.prefixes = _chain(tracker, run, known)
+            run: Run = with_curves(tracker, rec, known)
+            run.prefixes = prefix_chain(tracker, run, known)
             if continual(run) and run.prefixes:
                 out.append(fitted(run, compose_overrides))
     if not out:

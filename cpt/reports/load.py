@@ -59,9 +59,9 @@ def load(tracking: Tracking, report_id: str) -> Loaded:
         raise UserError(f"report {report_id}: no finished runs of a sweep or experiment of that name in "
                         f"{tracking.uri}; sweeps there: {', '.join(sweeps[-8:]) or 'none'}")
     known: dict[str, Run] = {}
-    runs = [_with_curves(tracker, r, known) for r in records]
+    runs = [with_curves(tracker, r, known) for r in records]
     for run in runs:
-        run.prefixes = _chain(tracker, run, known)
+        run.prefixes = prefix_chain(tracker, run, known)
         if run.prefixes and not any(k.startswith("val/") for k in run.curves):
             # A baseline trains as a cached stage (union, scratch) or reuses one (upstream-only)
             # and logs only its final numbers: its curves are those of the stage it reports.
@@ -73,14 +73,16 @@ def _finished(records: list[dict]) -> list[dict]:
     return [r for r in records if r["status"] == "FINISHED"]
 
 
-def _with_curves(tracker, record: dict, known: dict) -> Run:
+def with_curves(tracker, record: dict, known: dict) -> Run:
+    """A finished run's record with the curves the report draws (val losses, CURVE_KEYS), remembered in `known`
+    (the report and the forecast load runs this way)."""
     run = Run(record["run_id"], record["name"] or "", record["params"], record["tags"], record["metrics"])
     run.curves = {k: tracker.history(run.run_id, k) for k in sorted(run.metrics) if _is_curve(k)}
     known[run.run_id] = run
     return run
 
 
-def _chain(tracker, run: Run, known: dict) -> list[Run]:
+def prefix_chain(tracker, run: Run, known: dict) -> list[Run]:
     """Prefix runs from stage 0 up to the one this run continued (tag cpt.prefix_run_id)."""
     chain, parent = [], run.tags.get("cpt.prefix_run_id", "")
     while parent and parent not in {r.run_id for r in chain}:
@@ -88,7 +90,7 @@ def _chain(tracker, run: Run, known: dict) -> list[Run]:
             record = tracker.record(parent)
             if record is None:  # deleted from the store: the chain ends here
                 break
-            _with_curves(tracker, record, known)
+            with_curves(tracker, record, known)
         chain.append(known[parent])
         parent = known[parent].tags.get("cpt.prefix_run_id", "")
     return chain[::-1]

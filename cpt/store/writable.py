@@ -22,15 +22,19 @@ DISK_ERRORS = (errno.ENOSPC, errno.EDQUOT, errno.EROFS)  # the file system, not 
 
 def check_dir(key: str, path: Path) -> None:
     """`path` is a directory this process can write, or can be created as one."""
-    for p in [path, *path.parents]:
-        if p.exists() or p.is_symlink():
-            break
-    if not p.is_dir():
+    p = _nearest(path)
+    if not p.is_dir():  # a file, or a dangling symlink, in the way
         raise UserError(f"{key}={path}: {p} is a file, not a directory; allowed: a directory that "
                         "can be created and written")
     if not os.access(p, os.W_OK | os.X_OK):
         why = "a read-only file system" if _read_only(p) else "no write permission"
         raise UserError(f"{key}={path}: {p} cannot be written ({why}); allowed: a directory this user can write")
+
+
+def _nearest(path: Path) -> Path:
+    """`path` or its nearest ancestor that is there (a symlink counts, even a dangling one):
+    what creating `path` would meet."""
+    return next(p for p in [path, *path.parents] if p.exists() or p.is_symlink())
 
 
 def _read_only(p: Path) -> bool:
@@ -70,8 +74,8 @@ def check_paths(output_dir: str, tracking_uri: str) -> None:
 
 def check_free_space(path: Path, need: int, what: str) -> None:
     """Stop before writing `what` (`need` bytes) where the file system has less room."""
-    p = next(q for q in [path, *path.parents] if q.exists())
-    free = shutil.disk_usage(p).free
+    p = _nearest(path)
+    free = shutil.disk_usage(p if p.exists() else p.parent).free  # a dangling symlink: the directory it is in
     if free < need:
         raise UserError(f"{path}: {human_size(free)} free, {what} needs {human_size(need)}; free space there, or set "
                         "paths.output_dir to a disk with room")
