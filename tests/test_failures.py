@@ -377,10 +377,12 @@ def _place(case, out, tmpfs):
     out.mkdir(parents=True)
     (out / "afile").write_text("a file in the way")
     (out / "text.db").write_text("this is not a database\n")
+    (out / "gone").symlink_to(out / "moved-away")  # e.g. a scratch link whose target was cleaned up
     db = f"sqlite:///{out}/mlflow.db"
     return {
         "output-dir-under-a-file": lambda: (out / "afile" / "outputs", db),
         "output-dir-is-a-file": lambda: (out / "afile", db),
+        "output-dir-dangling-symlink": lambda: (out / "gone" / "outputs", db),
         "output-dir-read-only": lambda: (tmpfs("1m", read_only=True) / "outputs", db),
         "tracking-under-a-file": lambda: (out / "o", f"sqlite:///{out}/afile/mlflow.db"),
         "tracking-not-a-database": lambda: (out / "o", f"sqlite:///{out}/text.db"),
@@ -392,6 +394,7 @@ def _place(case, out, tmpfs):
 PATH_CASES = [
     ("output-dir-under-a-file", "afile is a file, not a directory; allowed: a directory that can be created"),
     ("output-dir-is-a-file", "afile is a file, not a directory"),
+    ("output-dir-dangling-symlink", "gone is a symlink to nothing, not a directory"),
     ("output-dir-read-only", "cannot be written (a read-only file system)"),
     ("tracking-under-a-file", "afile is a file, not a directory"),
     ("tracking-not-a-database", "text.db is not an SQLite database (it starts with b'this is '"),

@@ -23,8 +23,9 @@ DISK_ERRORS = (errno.ENOSPC, errno.EDQUOT, errno.EROFS)  # the file system, not 
 def check_dir(key: str, path: Path) -> None:
     """`path` is a directory this process can write, or can be created as one."""
     p = _nearest(path)
-    if not p.is_dir():  # a file, or a dangling symlink, in the way
-        raise UserError(f"{key}={path}: {p} is a file, not a directory; allowed: a directory that "
+    if not p.is_dir():
+        what = "a symlink to nothing" if p.is_symlink() and not p.exists() else "a file"
+        raise UserError(f"{key}={path}: {p} is {what}, not a directory; allowed: a directory that "
                         "can be created and written")
     if not os.access(p, os.W_OK | os.X_OK):
         why = "a read-only file system" if _read_only(p) else "no write permission"
