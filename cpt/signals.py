@@ -137,8 +137,11 @@ def requeue(error: Preempted) -> tuple[str, int | None]:
     handler, job = _submitit.get(error.signum), os.environ.get("SLURM_JOB_ID")
     if error.signum not in WARNING or not (handler or job):
         return "", None
-    # Requeueing ends the job with SIGTERM: it must not cut this short (submitit ignores it too).
-    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    import threading
+
+    if threading.current_thread() is threading.main_thread():
+        # Requeueing ends the job with SIGTERM: it must not cut this short (submitit ignores it too).
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
     if handler:
         return _submitit_requeue(handler, error.signum)
     res = subprocess.run(["scontrol", "requeue", job], capture_output=True, text=True)
