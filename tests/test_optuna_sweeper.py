@@ -21,7 +21,8 @@ from optuna.trial import TrialState
 
 import hydra_plugins.cpt_optuna_sweeper as plugin
 from cpt.sweep import optuna_trial
-from hydra_plugins.cpt_optuna_sweeper.search_space import build_search_space, quoted
+from cpt.sweep.env_names import quoted
+from hydra_plugins.cpt_optuna_sweeper.search_space import build_search_space
 from hydra_plugins.cpt_optuna_sweeper.study import parse_directions
 
 TOY_APP = Path(__file__).parent / "apps" / "optuna_toy" / "my_app.py"

@@ -9,7 +9,7 @@ from hydra.core.override_parser.types import Override
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
 from cpt.cli.sweep_check import check_sweeper_jobs
-from cpt.sweep.env_names import BASELINE_ENV_VAR
+from cpt.sweep.env_names import BASELINE_ENV_VAR, env_set
 
 from . import config as _config  # noqa: F401  (registers the config with Hydra)
 
@@ -22,10 +22,6 @@ def _axis(override: Override) -> List[str]:
             raise ValueError(f"{key}: the grid sweeper takes lists, choice() or range(), not intervals")
         return [f"{key}={v}" for v in override.sweep_string_iterator()]
     return [f"{key}={override.get_value_element_as_str()}"]
-
-
-def _quoted(text: str) -> str:
-    return "'" + text.replace("\\", "\\\\").replace("'", "\\'") + "'"
 
 
 def baseline_label(overrides: Sequence[str]) -> str:
@@ -46,7 +42,7 @@ def expand(grid: List[Override], common: List[Override], baselines: List[List[st
     for b in baselines:
         keys = {o.split("=", 1)[0].lstrip("+~") for o in b}
         kept = [v for k, v in axes.items() if k.lstrip("+~") not in keys]
-        label = f"++hydra.job.env_set.{BASELINE_ENV_VAR}={_quoted(baseline_label(b))}"
+        label = env_set(BASELINE_ENV_VAR, baseline_label(b))
         jobs += [list(c) + list(b) + [label] for c in itertools.product(*kept)]
     return jobs
 

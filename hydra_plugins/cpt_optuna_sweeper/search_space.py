@@ -20,7 +20,6 @@ Non-sweep overrides (``key=value``) are kept verbatim and applied to every trial
 # No ``from __future__ import annotations`` here: Hydra's plugin scan executes this
 # module before registering it in sys.modules, and dataclasses with string
 # annotations then fail to resolve their module.
-import re
 from dataclasses import dataclass, field
 from typing import Any, Iterable, Mapping, Sequence
 
@@ -141,16 +140,6 @@ def _choice_texts(override: Override) -> dict[Any, str]:
         choice = element if isinstance(element, (bool, int, float, str)) else Transformer.str(element)
         texts[choice] = Transformer.str(element)
     return texts
-
-
-def quoted(text: str) -> str:
-    """``text`` as a single-quoted override value that Hydra parses back unchanged.
-
-    Hydra only unescapes backslashes that precede a quote or end the string, so
-    only those are doubled.
-    """
-    escaped = re.sub(r"(\\*)('|$)", lambda m: m.group(1) * 2 + ("\\'" if m.group(2) else ""), text)
-    return f"'{escaped}'"
 
 
 def _number_text(value: Any) -> str:

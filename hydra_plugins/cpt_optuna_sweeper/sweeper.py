@@ -19,11 +19,11 @@ from optuna.trial import FrozenTrial, Trial, TrialState
 
 from cpt.cli.sweep_check import check_sweeper_jobs, one_value_each
 from cpt.errors import UserError, report
-from cpt.sweep.env_names import STUDY_ENV_VAR, TRIAL_ENV_VAR
+from cpt.sweep.env_names import STUDY_ENV_VAR, TRIAL_ENV_VAR, env_set
 
 from . import config as _config  # noqa: F401  (registers the configs with Hydra)
 from .results import log_trial, write_results
-from .search_space import SearchSpace, build_search_space, describe, quoted
+from .search_space import SearchSpace, build_search_space, describe
 from .study import check_compatible, grid_exhausted, make_sampler, open_study, parse_directions, tell
 
 log = logging.getLogger(__name__)
@@ -185,8 +185,8 @@ class OptunaSweeper(Sweeper):
     def _env_overrides(study: optuna.Study, trial: Trial) -> List[str]:
         # Lets the job tag its own logs / checkpoints with the trial (cpt.sweep.optuna_trial).
         return [
-            f"++hydra.job.env_set.{STUDY_ENV_VAR}={quoted(study.study_name)}",
-            f"++hydra.job.env_set.{TRIAL_ENV_VAR}={quoted(str(trial.number))}",
+            env_set(STUDY_ENV_VAR, study.study_name),
+            env_set(TRIAL_ENV_VAR, str(trial.number)),
         ]
 
     def _log_start(self, study: optuna.Study, space: SearchSpace) -> None:
