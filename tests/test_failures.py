@@ -181,6 +181,55 @@ def test_slurm_warning_signal_checkpoints_and_requeues_the_job(out, weak_root, t
     assert (next((out / "checkpoints").iterdir()) / "step-00000007").is_dir()
 
 
+class _SubmittedJob:
+    """A submitted callable with the checkpoint hook Hydra's submitit launcher has."""
+
+    def __call__(self):
+        return 0
+
+    def checkpoint(self):
+        from submitit.helpers import DelayedSubmission
+
+        return DelayedSubmission(self)
+
+
+def test_in_a_submitit_slurm_job_the_requeue_is_submitits_scontrol_call(tmp_path, monkeypatch):
+    """Submitit's SLURM flavour of the hook (the end-to-end test below runs its local one): the
+    handler submitit's job process binds to SIGUSR2 is kept by cpt's `install` and, once cpt's
+    checkpoint is written, re-pickles the job and calls `scontrol requeue` (a stand-in here)."""
+    from submitit.core.utils import DelayedSubmission, JobPaths
+    from submitit.slurm.slurm import SlurmJobEnvironment
+
+    from cpt import signals
+    from cpt.errors import Preempted
+
+    bin_dir, calls = tmp_path / "bin", tmp_path / "calls"
+    bin_dir.mkdir()
+    (bin_dir / "scontrol").write_text(f'#!/bin/sh\necho "$@" >> {calls}\n')
+    (bin_dir / "scontrol").chmod(0o755)
+    monkeypatch.setenv("PATH", f"{bin_dir}:{os.environ['PATH']}")
+    for k, v in {"SLURM_JOB_ID": "4243", "SLURM_NTASKS": "1", "SLURM_JOB_NUM_NODES": "1", "SLURM_NODEID": "0",
+                 "SLURM_PROCID": "0", "SLURM_LOCALID": "0", "SUBMITIT_FOLDER": str(tmp_path)}.items():
+        monkeypatch.setenv(k, v)
+    monkeypatch.setattr(signals, "_submitit", {})  # this process is no submitit job after the test
+    cont = signal.getsignal(signal.SIGCONT)
+    delayed = DelayedSubmission(_SubmittedJob())
+    delayed.set_timeout(60, 3)
+    paths = JobPaths(tmp_path, job_id="4243")
+    try:
+        SlurmJobEnvironment()._handle_signals(paths, delayed)  # what submitit's job process does first
+        signals.install()
+        assert signal.getsignal(signal.SIGUSR2) == signals._handler  # cpt's now; submitit's kept for after:
+        assert signals._submitit[signal.SIGUSR2].__name__ == "checkpoint_and_try_requeue"
+        line = signals.final_line(Preempted("stage 1 b stopped after step 8 of 12, checkpoint written", signal.SIGUSR2))
+    finally:
+        signal.signal(signal.SIGCONT, cont)
+    assert calls.read_text().split() == ["requeue", "4243"]
+    assert paths.submitted_pickle.exists()  # submitit pickled the job again, through its checkpoint hook
+    assert "; submitit requeued the job; it resumes from that checkpoint when it starts again" in str(line), line
+    assert line.exit_code == -1  # submitit's own exit (sys.exit(-1)): the job is requeued already
+
+
 @pytest.mark.slow
 def test_submitit_job_checkpoints_then_submitits_own_hook_requeues_and_it_resumes(out, weak_root, baseline,
                                                                                    monkeypatch, capsys):
