@@ -40,9 +40,10 @@ def main(argv: list[str] | None = None) -> int:
     except Exception as e:  # a full or read-only disk met while writing: one line too
         from cpt.store.writable import disk_error
 
-        if disk_error(e) is None:
+        error = disk_error(e)
+        if error is None:
             raise
-        return report(disk_error(e))
+        return report(error)
 
 
 if __name__ == "__main__":

@@ -172,12 +172,14 @@ class Tracker:
         except MlflowException:
             pass  # not in this store: nothing to close
 
-    def end_stale(self, filter_string: str) -> int:
+    def end_stale(self, filter_string: str, alive=None) -> int:
         """Mark KILLED the RUNNING runs matching `filter_string`: runs of a process that was
         killed (SIGKILL, a node lost) before it could end them. Only a caller that holds the lock
-        of the work they belong to may call it: nobody else can be running them. Returns how many."""
-        stale = retry_busy(lambda: self.client.search_runs(
+        of the work they belong to may call it (nobody else can be running them), or one whose
+        `alive(run)` says which are still someone's. Returns how many."""
+        found = retry_busy(lambda: self.client.search_runs(
             [self.experiment_id], f"{filter_string} and attributes.status = 'RUNNING'"))
+        stale = [r for r in found if alive is None or not alive(r)]
         for run in stale:
             retry_busy(lambda: self.client.set_terminated(run.info.run_id, "KILLED"))
         return len(stale)
@@ -186,13 +188,8 @@ class Tracker:
         """Mark KILLED the RUNNING sweep parents of this host whose process is gone: a multirun
         killed with SIGKILL cannot end its own parent (atexit does not run). Another host's
         sweeps are left alone (their process cannot be checked from here)."""
-        found = retry_busy(lambda: self.client.search_runs(
-            [self.experiment_id], f"tags.`cpt.kind` = 'sweep' and tags.`cpt.host` = '{socket.gethostname()}' "
-                                  "and attributes.status = 'RUNNING'"))
-        dead = [r for r in found if not _alive(int(r.data.tags.get("cpt.pid", "0")))]
-        for run in dead:
-            retry_busy(lambda: self.client.set_terminated(run.info.run_id, "KILLED"))
-        return len(dead)
+        return self.end_stale(f"tags.`cpt.kind` = 'sweep' and tags.`cpt.host` = '{socket.gethostname()}'",
+                              alive=lambda run: _alive(int(run.data.tags.get("cpt.pid", "0"))))
 
     def set_tags(self, run_id: str, tags: dict) -> None:
         RunLog(self.client, run_id).set_tags(tags)
